@@ -1,0 +1,57 @@
+"""Train a GAN on MNIST: ``python -m experiments.mnist --objective=nonsaturating --workdir=...``.
+
+Defaults are the thesis GAN of seed 000 (SPEC 3A). Rerunning the same command on the same
+workdir resumes from the last checkpoint.
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+import gan_jax
+from gan_jax.config import Config
+
+_D = Config()
+flags.DEFINE_enum("objective", _D.objective, sorted(gan_jax.OBJECTIVES), "GAN objective.")
+flags.DEFINE_enum("arch", _D.arch, sorted(gan_jax.ARCHITECTURES), "Generator/discriminator pair.")
+flags.DEFINE_enum("prior", _D.prior, sorted(gan_jax.PRIORS), "Noise prior p_z.")
+flags.DEFINE_enum("dataset", _D.dataset, ["mnist", "fashion_mnist"], "Training data.")
+flags.DEFINE_integer("latent_dim", _D.latent_dim, "Dimension of z.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size m (real and fake each).")
+flags.DEFINE_integer("disc_steps", _D.disc_steps, "k: discriminator updates per generator update.")
+flags.DEFINE_integer("num_steps", _D.num_steps, "Iterations of Algorithm 1 (generator updates).")
+flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate (both networks).")
+flags.DEFINE_float("b1", _D.b1, "Adam beta1.")
+flags.DEFINE_float("b2", _D.b2, "Adam beta2.")
+flags.DEFINE_integer("seed", _D.seed, "Root PRNG seed.")
+flags.DEFINE_string("workdir", "/tmp/gan_jax/mnist", "Output directory (resumed if it exists).")
+flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX .gz files (or a tfds "
+                    "data dir); default: tensorflow-datasets.")
+flags.DEFINE_integer("log_every", _D.log_every, "Steps between progress lines.")
+flags.DEFINE_integer("sample_every", _D.sample_every, "Steps between sample grids and plots.")
+flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps between checkpoints.")
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags() -> Config:
+    return Config(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(Config)})
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        config = config_from_flags()
+        gan_jax.train(config)
+    except (ValueError, FileNotFoundError, gan_jax.DataError, gan_jax.CheckpointError,
+            gan_jax.TrainingDiverged) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"Done. Outputs in {config.workdir}")
+
+
+if __name__ == "__main__":
+    app.run(main)

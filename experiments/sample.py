@@ -1,0 +1,46 @@
+"""Sample from a trained generator: ``python -m experiments.sample --workdir=... --out=grid.png``.
+
+Restores the newest (or ``--step``) checkpoint of a workdir written by ``experiments.mnist`` and
+writes a PNG grid and/or an .npz with key ``images`` of shape [N, H, W, C] in [-1, 1].
+"""
+
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+import gan_jax
+
+flags.DEFINE_string("workdir", None, "Workdir of a training run.", required=True)
+flags.DEFINE_integer("num", 64, "Number of samples.")
+flags.DEFINE_string("out", None, "PNG grid to write.")
+flags.DEFINE_string("npz", None, ".npz file to write (key 'images', [N, H, W, C] in [-1, 1]).")
+flags.DEFINE_integer("seed", 0, "Seed of the z draws.")
+flags.DEFINE_integer("step", None, "Checkpoint step to restore (default: newest).")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.out and not FLAGS.npz:
+        raise app.UsageError("Nothing to write: pass --out=grid.png and/or --npz=samples.npz")
+    if FLAGS.num < 1:
+        raise app.UsageError(f"--num must be >= 1, got {FLAGS.num}")
+    try:
+        images, step = gan_jax.sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step)
+    except (ValueError, FileNotFoundError, gan_jax.CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if FLAGS.out:
+        gan_jax.plotting.save_image_grid(images, FLAGS.out)
+    if FLAGS.npz:
+        np.savez_compressed(FLAGS.npz, images=images)
+    written = ", ".join(p for p in (FLAGS.out, FLAGS.npz) if p)
+    print(f"{FLAGS.num} samples from step {step} of {os.path.abspath(FLAGS.workdir)} -> {written}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,268 @@
+"""Dataset loading and on-device minibatch sampling for MNIST-like data.
+
+Sources: a folder of the four (optionally gzipped) IDX files MNIST and
+Fashion-MNIST ship as, parsed with plain numpy (works offline), or
+``tfds.data_source``, which needs no TensorFlow install. Both give uint8 images
+``[N, H, W]`` and uint8 labels ``[N]``. The training set then lives on the
+device and the compiled step draws its own minibatch with :func:`batch_indices`,
+so no host input pipeline runs per step.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class DataError(ValueError):
+    """Raised for missing/corrupt data; message always names the file and what is wrong."""
+
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+# Fashion-MNIST deliberately reuses MNIST's file names and format.
+DATASET_NAMES = ("mnist", "fashion_mnist")
+
+# IDX type code (third magic byte) -> element dtype. Multi-byte types are
+# big-endian on disk by the format's definition.
+_IDX_DTYPES = {code: np.dtype(t) for code, t in
+               [(0x08, "u1"), (0x09, "i1"), (0x0B, ">i2"), (0x0C, ">i4"), (0x0D, ">f4"), (0x0E, ">f8")]}
+
+
+def _existing_variant(path: Path) -> Path | None:
+    """Returns ``path`` if it exists, else its twin with/without ``.gz``, else None."""
+    if path.is_file():
+        return path
+    twin = path.with_name(path.name.removesuffix(".gz") if path.name.endswith(".gz") else path.name + ".gz")
+    return twin if twin.is_file() else None
+
+
+def read_idx(path) -> np.ndarray:
+    """Reads one IDX file into a numpy array.
+
+    Args:
+        path: File path, gunzipped when the name ends with ``.gz``. If absent,
+            the same name without (or with) ``.gz`` is read instead, so folders
+            of uncompressed files work too.
+
+    Returns:
+        Array with the header's shape (e.g. ``[N, 28, 28]``) and element type
+        in native byte order (uint8 for MNIST).
+
+    Raises:
+        DataError: Missing file, bad gzip, bad magic, or payload size != header.
+    """
+    requested = Path(path)
+    found = _existing_variant(requested)
+    if found is None:
+        raise DataError(f"{requested}: IDX file not found")
+    try:
+        if found.name.endswith(".gz"):
+            with gzip.open(found, "rb") as f:
+                raw = f.read()
+        else:
+            raw = found.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError.
+        raise DataError(f"{found}: cannot read gzip stream (corrupt or truncated file): {e}") from e
+
+    if len(raw) < 4:
+        raise DataError(f"{found}: too short for an IDX header ({len(raw)} bytes)")
+    _, _, type_code, ndim = raw[:4]
+    problem = (
+        "first two bytes must be zero (not an IDX file?)" if raw[0] or raw[1]
+        else f"unsupported IDX type code 0x{type_code:02x}" if type_code not in _IDX_DTYPES
+        else "number of dimensions is 0" if ndim == 0
+        else None
+    )
+    if problem:
+        raise DataError(f"{found}: bad magic number 0x{raw[:4].hex()}: {problem}")
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DataError(f"{found}: truncated header: expected {header_len} bytes for {ndim} dims, found {len(raw)}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+
+    dtype = _IDX_DTYPES[type_code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    found_bytes = len(raw) - header_len
+    if found_bytes < expected:
+        raise DataError(f"{found}: truncated: expected {expected} bytes of data for shape {dims}, found {found_bytes}")
+    if found_bytes > expected:
+        raise DataError(
+            f"{found}: trailing bytes: expected {expected} bytes of data for shape {dims}, "
+            f"found {found_bytes} ({found_bytes - expected} extra)"
+        )
+    # astype copies, which also makes the result writable (frombuffer on bytes is read-only).
+    data = np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(dims)
+    return data.astype(dtype.newbyteorder("="))
+
+
+def load_mnist_idx(data_dir, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Loads one split from a folder holding MNIST-format IDX files.
+
+    Args:
+        data_dir: Folder with the files named in ``IDX_FILES`` (``.gz`` optional).
+        split: ``"train"`` or ``"test"``.
+
+    Returns:
+        ``(images, labels)``: uint8 ``[N, H, W]`` (28x28 for MNIST) and uint8 ``[N]``.
+
+    Raises:
+        ValueError: Unknown split.
+        DataError: Missing/corrupt file, wrong rank/dtype, count mismatch, or a
+            label outside 0..9.
+    """
+    if split not in IDX_FILES:
+        raise ValueError(f"unknown split {split!r}; valid splits: {sorted(IDX_FILES)}")
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: data folder not found")
+    paths = []
+    for name in IDX_FILES[split]:
+        found = _existing_variant(folder / name)
+        if found is None:
+            expected = ", ".join(n for pair in IDX_FILES.values() for n in pair)
+            raise DataError(f"{folder / name}: missing IDX file ({folder} should hold {expected}; .gz optional)")
+        paths.append(found)
+    image_path, label_path = paths
+    images, labels = read_idx(image_path), read_idx(label_path)
+
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{image_path}: expected 3-D uint8 images [N, H, W], got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or labels.dtype != np.uint8:
+        raise DataError(f"{label_path}: expected 1-D uint8 labels [N], got {labels.dtype} {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(
+            f"count mismatch: {image_path} has {len(images)} images but {label_path} has {len(labels)} labels"
+        )
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{label_path}: label out of range 0..9 (max is {labels.max()})")
+    return images, labels
+
+
+def load_tfds(name: str = "mnist", split: str = "train", data_dir=None) -> tuple[np.ndarray, np.ndarray]:
+    """Loads a split via ``tfds.data_source`` (array_record; no TensorFlow needed).
+
+    Args:
+        name: TFDS dataset name, e.g. ``"mnist"``.
+        split: TFDS split name.
+        data_dir: TFDS data folder, or None for the TFDS default.
+
+    Returns:
+        ``(images, labels)``: uint8 ``[N, H, W]`` (channel axis squeezed) and uint8 ``[N]``.
+
+    Raises:
+        DataError: Any failure inside TFDS (typically no network), chained.
+    """
+    try:
+        # Imported here because importing tfds is slow and the IDX path never needs it.
+        import tensorflow_datasets as tfds
+
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=True)
+        # Plain indexing, not __getitems__: per-example decoding dominates anyway,
+        # and tfds.testing.mock_data's __getitems__ is broken in tfds 4.9.10.
+        examples = [source[i] for i in range(len(source))]
+        images = np.stack([np.asarray(ex["image"], dtype=np.uint8) for ex in examples])
+        labels = np.asarray([ex["label"] for ex in examples]).astype(np.uint8)
+    except Exception as e:
+        where = f" (tfds data_dir {data_dir})" if data_dir is not None else ""
+        raise DataError(
+            f"tfds could not provide dataset {name!r} split {split!r}{where}: {type(e).__name__}: {e}. "
+            "Offline, pass a folder holding the four IDX files (train/t10k images/labels) with --data_dir."
+        ) from e
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    return images, labels
+
+
+def load_dataset(name: str = "mnist", split: str = "train", data_dir=None) -> tuple[np.ndarray, np.ndarray]:
+    """Loads a dataset split from an IDX folder or from TFDS.
+
+    Args:
+        name: One of ``DATASET_NAMES``.
+        split: ``"train"`` or ``"test"``.
+        data_dir: None -> TFDS default location. A folder holding any
+            ``*-ubyte*`` file -> read as an IDX folder. An existing folder
+            without IDX files -> used as a TFDS data dir. A missing folder ->
+            DataError (most likely a typo; we don't want TFDS to try a download
+            into it).
+
+    Returns:
+        ``(images, labels)``: uint8 ``[N, H, W]`` and uint8 ``[N]``.
+
+    Raises:
+        ValueError: Unknown dataset name or split.
+        DataError: Data missing or corrupt.
+    """
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {list(DATASET_NAMES)}")
+    if data_dir is None:
+        return load_tfds(name, split)
+    folder = Path(data_dir)
+    if not folder.is_dir() or any("-ubyte" in p.name for p in folder.iterdir()):
+        return load_mnist_idx(folder, split)  # Also reports a missing folder.
+    return load_tfds(name, split, data_dir=str(folder))
+
+
+def to_model_range(images_uint8) -> np.ndarray:
+    """Maps uint8 pixels to the generator's tanh output range.
+
+    Args:
+        images_uint8: uint8 ``[N, H, W]`` or ``[N, H, W, C]``.
+
+    Returns:
+        float32 ``[N, H, W, C]`` (C=1 added for 3-D input) equal to
+        ``x / 127.5 - 1`` correctly rounded, so 0 -> -1.0 and 255 -> 1.0 exactly.
+
+    Raises:
+        ValueError: Not uint8 (catches scaling twice) or not 3-D/4-D.
+    """
+    x = np.asarray(images_uint8)
+    if x.dtype != np.uint8:
+        raise ValueError(f"to_model_range expects uint8 images, got {x.dtype}")
+    if x.ndim == 3:
+        x = x[..., None]
+    elif x.ndim != 4:
+        raise ValueError(f"to_model_range expects [N, H, W] or [N, H, W, C], got shape {x.shape}")
+    # Same value as x / 127.5 - 1, but x - 127.5 is exact in float32, so one
+    # rounding: every level is correctly rounded and symmetric about 0.
+    return (x.astype(np.float32) - np.float32(127.5)) / np.float32(127.5)
+
+
+def batch_indices(data_key, batch_number, num_examples: int, batch_size: int) -> jax.Array:
+    """Indices of minibatch ``batch_number`` in an epoch-shuffled stream.
+
+    Each epoch is a fresh permutation keyed by ``fold_in(data_key, epoch)``,
+    cut into ``num_examples // batch_size`` batches (the remainder is dropped).
+    So every example is seen at most once per epoch (sampling without
+    replacement), and the stream is a pure function of ``(data_key,
+    batch_number)``: a run resumed from a checkpoint at step ``s`` draws the
+    exact batches the uninterrupted run would have, with no iterator state to
+    save. It is jittable, so the compiled train step can gather its real batch
+    from the device-resident dataset; re-deriving the permutation every step
+    costs a couple of sorts of ``num_examples`` keys, negligible next to the model.
+
+    Args:
+        data_key: PRNG key reserved for data order.
+        batch_number: int scalar (may be traced), counting from 0 across epochs.
+        num_examples: Static dataset size N.
+        batch_size: Static batch size B; ValueError unless ``1 <= B <= N``.
+
+    Returns:
+        int32 ``[B]`` indices into the dataset.
+    """
+    if batch_size < 1 or batch_size > num_examples:
+        raise ValueError(f"batch_size must be in 1..num_examples={num_examples}, got {batch_size}")
+    batches_per_epoch = num_examples // batch_size
+    batch_number = jnp.asarray(batch_number, dtype=jnp.int32)
+    epoch = batch_number // batches_per_epoch
+    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples).astype(jnp.int32)
+    start = (batch_number % batches_per_epoch) * batch_size
+    return jax.lax.dynamic_slice(perm, (start,), (batch_size,))

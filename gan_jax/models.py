@@ -1,0 +1,119 @@
+"""Generator and discriminator architectures (Flax linen), selected by name.
+
+Every discriminator returns *logits* of shape ``[B]``; no sigmoid is applied here (the
+objectives in :mod:`gan_jax.losses` work on logits with log-sigmoid math). Generators map
+``z: [B, latent_dim]`` to images ``[B, H, W, C]`` in ``[-1, 1]`` (tanh output).
+
+Architectures register themselves in :data:`ARCHITECTURES`; ``--arch`` picks one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gan_jax import layers
+
+# PyTorch's BatchNorm defaults (momentum 0.1 -> Flax 0.9, eps 1e-5); the thesis is a PyTorch
+# model (CS231n assignment 3), so its running averages follow the same recursion.
+_BN_MOMENTUM = 0.9
+_BN_EPSILON = 1e-5
+# CS231n initialises Linear and ConvTranspose2d weights with Xavier-uniform.
+_KERNEL_INIT = nn.initializers.xavier_uniform()
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max-pool with stride 2 on ``[B, H, W, C]`` (H, W even) as reshape + max.
+
+    Same values as ``nn.max_pool(x, (2, 2), (2, 2))``; its backward pass is a cheap select
+    instead of XLA:CPU's slow generic reduce-window gradient (see shared PERF-NOTES).
+    """
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class ThesisGenerator(nn.Module):
+    """Seed 000 (thesis) generator, SPEC 3A; the CS231n DCGAN generator.
+
+    z [B, 96] -> Dense 1024 -> ReLU -> BN -> Dense 7*7*128 -> ReLU -> BN -> reshape [7, 7, 128]
+    -> ConvTranspose 64, 4x4, stride 2, pad 1 -> ReLU -> BN -> ConvTranspose 1, 4x4, stride 2,
+    pad 1 -> tanh -> [B, 28, 28, 1].
+
+    The transposed convolutions are PyTorch's ``ConvTranspose2d(k=4, s=2, p=1)`` (7 -> 14 ->
+    28), computed by :class:`gan_jax.layers.ConvTranspose`; ``plain=True`` uses Flax's stock
+    ``nn.ConvTranspose`` with padding ``k - 1 - p = 2`` instead (same function of its
+    parameters up to a kernel flip; about 3x slower to train on XLA:CPU).
+    """
+
+    features: int = 1024
+    base_channels: int = 128
+    out_channels: int = 1
+    plain: bool = False
+
+    def _conv_transpose(self, features: int) -> nn.Module:
+        if self.plain:
+            return nn.ConvTranspose(features, (4, 4), (2, 2), padding=((2, 2), (2, 2)),
+                                    kernel_init=_KERNEL_INIT)
+        return layers.ConvTranspose(features, 4, 2, 1, kernel_init=_KERNEL_INIT)
+
+    @nn.compact
+    def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+        bn = lambda: nn.BatchNorm(  # noqa: E731
+            use_running_average=not train, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON)
+        x = nn.Dense(self.features, kernel_init=_KERNEL_INIT)(z)
+        x = bn()(nn.relu(x))
+        x = nn.Dense(7 * 7 * self.base_channels, kernel_init=_KERNEL_INIT)(x)
+        x = bn()(nn.relu(x))
+        x = x.reshape(x.shape[0], 7, 7, self.base_channels)
+        x = self._conv_transpose(self.base_channels // 2)(x)
+        x = bn()(nn.relu(x))
+        x = self._conv_transpose(self.out_channels)(x)
+        return jnp.tanh(x)
+
+
+class ThesisDiscriminator(nn.Module):
+    """Seed 000 (thesis) discriminator, SPEC 3A (the Keras MNIST classifier as a critic).
+
+    x [B, 28, 28, 1] -> Conv 32, 5x5, valid -> LeakyReLU(0.01) -> MaxPool 2 -> Conv 64, 5x5,
+    valid -> LeakyReLU(0.01) -> MaxPool 2 -> flatten (4*4*64) -> Dense 1024 -> LeakyReLU(0.01)
+    -> Dense 1 -> logits [B].
+    """
+
+    negative_slope: float = 0.01
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        del train  # No BatchNorm or dropout; kept for a uniform signature.
+        act = lambda h: nn.leaky_relu(h, self.negative_slope)  # noqa: E731
+        x = max_pool_2x2(act(nn.Conv(32, (5, 5), padding="VALID")(x)))
+        x = max_pool_2x2(act(nn.Conv(64, (5, 5), padding="VALID")(x)))
+        x = x.reshape(x.shape[0], -1)
+        x = act(nn.Dense(4 * 4 * 64)(x))
+        return nn.Dense(1)(x)[:, 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A registered pair of networks and the data shape they are built for."""
+
+    generator: Callable[[], nn.Module]
+    discriminator: Callable[[], nn.Module]
+    image_shape: tuple[int, int, int]
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "thesis": Architecture(ThesisGenerator, ThesisDiscriminator, (28, 28, 1)),
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    """Looks up ``--arch``; an unknown name lists the valid ones."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown architecture {name!r}; valid: {sorted(ARCHITECTURES)}") from None

@@ -1,0 +1,94 @@
+"""Figures of a run: sample grids (seed 000 Fig. 2.2) and training curves (Fig. 2.3).
+
+Uses matplotlib's object API with the Agg canvas (no pyplot state, no display needed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+import matplotlib.image
+
+
+def image_grid(images: np.ndarray, ncols: Optional[int] = None, pad: int = 2) -> np.ndarray:
+    """Tiles ``[N, H, W, C]`` images in [-1, 1] into one ``[rows*(H+pad)+pad, ..., C]`` array in [0, 1].
+
+    The padding is white so that dark MNIST digits stand apart.
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"expected images [N, H, W, C], got shape {images.shape}")
+    n, h, w, c = images.shape
+    ncols = ncols or int(math.ceil(math.sqrt(n)))
+    nrows = int(math.ceil(n / ncols))
+    grid = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), np.float32)
+    scaled = np.clip((images + 1.0) / 2.0, 0.0, 1.0)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        grid[y:y + h, x:x + w] = scaled[i]
+    return grid
+
+
+def save_image_grid(images: np.ndarray, path: str, ncols: Optional[int] = None) -> None:
+    """Writes a PNG grid of ``images`` ``[N, H, W, C]`` in [-1, 1] (grey for C = 1)."""
+    grid = image_grid(images, ncols)
+    tmp = path + ".tmp.png"
+    if grid.shape[-1] == 1:
+        matplotlib.image.imsave(tmp, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        matplotlib.image.imsave(tmp, grid)
+    os.replace(tmp, path)
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def plot_curves(records: Sequence[dict], path: str, smooth: int = 25) -> None:
+    """Plots D(x), D(G(z)) (with the 1/2 line) and both losses against the step.
+
+    Args:
+      records: per-step metric dicts with keys ``step``, ``d_real``, ``d_fake``, ``d_loss``,
+        ``g_loss`` (rows of metrics.jsonl).
+      path: PNG to write.
+      smooth: moving-average window drawn over the raw (faint) curves.
+    """
+    fig = Figure(figsize=(11, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_d, ax_l = fig.subplots(1, 2)
+    steps = np.array([r["step"] for r in records])
+    for ax, keys, labels in (
+        (ax_d, ("d_real", "d_fake"), ("D(x)", "D(G(z))")),
+        (ax_l, ("d_loss", "g_loss"), ("discriminator loss", "generator loss")),
+    ):
+        for key, label, color in zip(keys, labels, ("tab:blue", "tab:orange")):
+            values = np.array([r[key] for r in records], np.float64)
+            if len(values) == 0:
+                continue
+            ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+            smoothed = _smooth(values, smooth)
+            ax.plot(steps[len(steps) - len(smoothed):], smoothed, color=color, label=label)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    ax_d.axhline(0.5, color="black", linestyle="--", linewidth=1, label="1/2")
+    ax_d.set_ylim(0.0, 1.0)
+    ax_d.set_ylabel("mean probability of 'real'")
+    ax_d.set_title("Discriminator outputs (seed 000, Fig. 2.3)")
+    ax_l.set_title("Losses")
+    ax_d.legend(loc="upper right")
+    ax_l.legend(loc="upper right")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    os.replace(tmp, path)

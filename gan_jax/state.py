@@ -1,0 +1,108 @@
+"""The game's state as one pytree, and the static pieces built from a config.
+
+:class:`GANState` holds arrays only (step counter, both networks' parameters, their BatchNorm
+statistics and both optimiser states), so it can be jitted, donated, sharded and checkpointed
+whole. The modules, optimisers, prior and objective are static and rebuilt from the
+:class:`~gan_jax.config.Config` by :func:`build_gan`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from gan_jax import losses, models, priors
+from gan_jax.config import Config
+
+
+class GANState(struct.PyTreeNode):
+    """Everything that changes during training.
+
+    Attributes:
+      step: int32 scalar, completed iterations of Algorithm 1 (= generator updates).
+      g_params, d_params: Flax parameter trees of the generator and discriminator.
+      g_batch_stats, d_batch_stats: BatchNorm running averages (``{}`` when a network has none).
+      g_opt_state, d_opt_state: optax states of the two optimisers.
+    """
+
+    step: jax.Array
+    g_params: Any
+    g_batch_stats: Any
+    d_params: Any
+    d_batch_stats: Any
+    g_opt_state: Any
+    d_opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+    """The static half of a run: networks, optimisers, prior and objective."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    g_optimizer: optax.GradientTransformation
+    d_optimizer: optax.GradientTransformation
+    prior: Callable[[jax.Array, tuple[int, ...]], jax.Array]
+    objective: losses.Objective
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+
+    def sample_z(self, key: jax.Array, num: int) -> jax.Array:
+        """``[num, latent_dim]`` draws from the prior."""
+        return self.prior(key, (num, self.latent_dim))
+
+
+def build_gan(config: Config) -> GAN:
+    """Builds the static pieces named by ``config``."""
+    arch = models.get_architecture(config.arch)
+    adam = lambda: optax.adam(config.learning_rate, b1=config.b1, b2=config.b2)  # noqa: E731
+    return GAN(
+        generator=arch.generator(),
+        discriminator=arch.discriminator(),
+        g_optimizer=adam(),
+        d_optimizer=adam(),
+        prior=priors.get_prior(config.prior),
+        objective=losses.get_objective(config.objective),
+        latent_dim=config.latent_dim,
+        image_shape=arch.image_shape,
+    )
+
+
+def create_state(config: Config, key: jax.Array) -> GANState:
+    """Initialises both networks and optimisers from ``key`` (deterministic in ``key``)."""
+    return _create_state(config.computation(), key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _create_state(config: Config, key: jax.Array) -> GANState:
+    gan = build_gan(config)
+    g_key, d_key = jax.random.split(key)
+    g_vars = gan.generator.init(g_key, jnp.zeros((2, gan.latent_dim)), train=False)
+    d_vars = gan.discriminator.init(d_key, jnp.zeros((2, *gan.image_shape)), train=False)
+    g_params, d_params = g_vars["params"], d_vars["params"]
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params,
+        g_batch_stats=g_vars.get("batch_stats", {}),
+        d_params=d_params,
+        d_batch_stats=d_vars.get("batch_stats", {}),
+        g_opt_state=gan.g_optimizer.init(g_params),
+        d_opt_state=gan.d_optimizer.init(d_params),
+    )
+
+
+def abstract_state(config: Config) -> GANState:
+    """Shapes and dtypes of the state, without computing it (restore target for orbax)."""
+    return jax.eval_shape(lambda: create_state(config, jax.random.key(0)))
+
+
+def count_params(params: Any) -> int:
+    """Total number of scalars in a parameter tree."""
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,216 @@
+"""The training loop: data, state, compiled step, logs, figures and checkpoints in a workdir.
+
+Workdir layout:
+  config.json            the run's :class:`~gan_jax.config.Config`
+  metrics.jsonl          one JSON row per step: step, d_loss, g_loss, d_real, d_fake, g_d_fake
+  samples/step_NNNNNN.png  grids of G(z) for one fixed z (seed 000 Fig. 2.2)
+  curves.png             D(x), D(G(z)) with the 1/2 line, and the losses (Fig. 2.3)
+  checkpoints/<step>/    orbax checkpoints of the whole GANState
+
+Running :func:`train` again on the same workdir resumes from the newest complete checkpoint and
+ends bitwise identical to an uninterrupted run (the step derives all randomness from the seed
+and the step number). A non-finite loss or parameter stops training with
+:class:`TrainingDiverged`; no checkpoint is written after the divergence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from gan_jax import data as data_lib
+from gan_jax import plotting, sampling
+from gan_jax.checkpoint import Checkpointer
+from gan_jax.config import Config, check_resumable, load_config, save_config
+from gan_jax.models import get_architecture
+from gan_jax.state import GANState, abstract_state, build_gan, create_state
+from gan_jax.steps import make_train_step
+
+NUM_GRID_SAMPLES = 100  # a 10 x 10 grid: enough to see all ten digits
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or parameter became NaN/inf; the message names the step and the last checkpoint."""
+
+
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The run's three independent streams from ``--seed``: (init, train, fixed-sample) keys."""
+    init_key, train_key, sample_key = jax.random.split(jax.random.key(seed), 3)
+    return init_key, train_key, sample_key
+
+
+def load_training_images(config: Config) -> np.ndarray:
+    """The training split as float32 ``[N, H, W, C]`` in [-1, 1], checked against the model."""
+    images, _ = data_lib.load_dataset(config.dataset, "train", config.data_dir)
+    images = data_lib.to_model_range(images)
+    expected = get_architecture(config.arch).image_shape
+    if images.shape[1:] != expected:
+        raise ValueError(f"--arch={config.arch} expects images {expected}, "
+                         f"dataset {config.dataset!r} has {images.shape[1:]}")
+    return images
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves))
+
+
+def _read_metrics(path: str, upto_step: int) -> list[dict]:
+    """Rows of metrics.jsonl with step <= ``upto_step`` (drops rows a killed run left behind)."""
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # A line cut short by a kill.
+                if row.get("step", math.inf) <= upto_step:
+                    rows.append(row)
+    return rows
+
+
+def _write_metrics(path: str, rows: list[dict]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+
+
+class _Outputs:
+    """The workdir's files, and the logic of when each is written."""
+
+    def __init__(self, config: Config, checkpointer: Checkpointer, start_step: int):
+        self.config = config
+        self.workdir = config.workdir
+        self.metrics_path = os.path.join(self.workdir, "metrics.jsonl")
+        self.samples_dir = os.path.join(self.workdir, "samples")
+        os.makedirs(self.samples_dir, exist_ok=True)
+        self.checkpointer = checkpointer
+        self.rows = _read_metrics(self.metrics_path, start_step)
+        _write_metrics(self.metrics_path, self.rows)  # Drop rows past the restored step.
+        self.pending: list[tuple[int, dict]] = []
+        self.fixed_z = build_gan(config).sample_z(run_keys(config.seed)[2], NUM_GRID_SAMPLES)
+
+    def record(self, step: int, metrics: dict) -> None:
+        self.pending.append((step, metrics))
+
+    def flush(self) -> None:
+        """Fetches pending device metrics (one transfer), appends them, stops on NaN/inf."""
+        if not self.pending:
+            return
+        fetched = jax.device_get([m for _, m in self.pending])
+        new_rows = [{"step": s, **{k: float(v) for k, v in m.items()}}
+                    for (s, _), m in zip(self.pending, fetched)]
+        self.pending = []
+        with open(self.metrics_path, "a") as f:
+            for row in new_rows:
+                f.write(json.dumps(row) + "\n")
+        self.rows.extend(new_rows)
+        for row in new_rows:
+            bad = {k: v for k, v in row.items() if not math.isfinite(v)}
+            if bad:
+                self.diverged(f"non-finite {bad} at step {row['step']}")
+
+    def diverged(self, what: str) -> None:
+        last = self.checkpointer.latest_step()
+        where = (f"the last good checkpoint is step {last} in {self.checkpointer.directory}"
+                 if last is not None else "no checkpoint had been written yet")
+        raise TrainingDiverged(f"Training diverged: {what}. Stopped without saving; {where}.")
+
+    def samples(self, state: GANState, step: int) -> None:
+        images = sampling.generate(self.config, state, self.fixed_z)
+        path = os.path.join(self.samples_dir, f"step_{step:06d}.png")
+        plotting.save_image_grid(np.asarray(images), path, ncols=10)
+        if self.rows:
+            plotting.plot_curves(self.rows, os.path.join(self.workdir, "curves.png"))
+
+    def checkpoint(self, state: GANState, step: int) -> None:
+        if not bool(_all_finite(state)):
+            self.diverged(f"non-finite parameters or optimiser state after step {step}")
+        self.checkpointer.save(step, state)
+
+
+def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
+    """Trains (or resumes) the GAN described by ``config`` in ``config.workdir``.
+
+    Args:
+      config: the run; ``workdir`` is required.
+      images: optional training set float32 ``[N, H, W, C]`` in [-1, 1]; loaded from
+        ``config.dataset`` / ``config.data_dir`` when omitted.
+
+    Returns:
+      The final state (after ``config.num_steps`` iterations).
+    """
+    if not config.workdir:
+        raise ValueError("train() needs config.workdir")
+    os.makedirs(config.workdir, exist_ok=True)
+    config_path = os.path.join(config.workdir, "config.json")
+    if os.path.exists(config_path):
+        check_resumable(load_config(config_path), config, config_path)
+    if images is None:
+        images = load_training_images(config)
+
+    init_key, train_key, _ = run_keys(config.seed)
+    checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints"))
+    start = checkpointer.latest_step()
+    if start is None:
+        state, start = create_state(config, init_key), 0
+    else:
+        state = checkpointer.restore(abstract_state(config), start)
+        logging.info("Resuming from %s", checkpointer.path(start))
+    save_config(config, config_path)
+    outputs = _Outputs(config, checkpointer, start)
+    if start == 0:
+        outputs.samples(state, 0)
+    train_step = make_train_step(config, images)
+
+    logging.info("Training %s/%s from step %d to %d", config.arch, config.objective, start,
+                 config.num_steps)
+    t_window, s_window = time.time(), start
+    for step in range(start + 1, config.num_steps + 1):
+        state, metrics = train_step(state, train_key)
+        outputs.record(step, metrics)
+        if step == start + 1:  # Exclude compilation from the speed figures.
+            jax.block_until_ready(metrics)
+            logging.info("First step (compile + run) took %.1f s", time.time() - t_window)
+            t_window, s_window = time.time(), step
+        last = step == config.num_steps
+        log = step % config.log_every == 0 or last
+        draw = step % config.sample_every == 0 or last
+        save = step % config.checkpoint_every == 0 or last
+        if log or draw or save:
+            outputs.flush()  # Also the NaN check: before anything is saved.
+        if log:
+            row = outputs.rows[-1]
+            rate = (step - s_window) / max(time.time() - t_window, 1e-9)
+            eta = (config.num_steps - step) / rate if rate > 0 else float("nan")
+            logging.info(
+                "step %d/%d  d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f  "
+                "%.2f steps/s  ETA %s", step, config.num_steps, row["d_loss"], row["g_loss"],
+                row["d_real"], row["d_fake"], rate, _format_seconds(eta))
+            t_window, s_window = time.time(), step
+        if draw:
+            outputs.samples(state, step)
+        if save:
+            outputs.checkpoint(state, step)
+    checkpointer.close()
+    return state
+
+
+def _format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s"

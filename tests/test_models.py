@@ -1,0 +1,109 @@
+"""Architectures: exact parameter counts, shapes, logits, and fast == plain formulations."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gan_jax import layers, models
+from gan_jax.state import count_params
+
+
+@pytest.fixture(scope="module")
+def thesis():
+    arch = models.get_architecture("thesis")
+    g, d = arch.generator(), arch.discriminator()
+    g_vars = g.init(jax.random.key(0), jnp.zeros((2, 96)), train=False)
+    d_vars = d.init(jax.random.key(1), jnp.zeros((2, 28, 28, 1)), train=False)
+    return g, d, g_vars, d_vars
+
+
+def test_thesis_parameter_counts(thesis):
+    _, _, g_vars, d_vars = thesis
+    # G: 96*1024+1024 + 2*1024 (BN) + 1024*6272+6272 + 2*6272 + 4*4*128*64+64 + 2*64 + 4*4*64+1
+    assert count_params(g_vars["params"]) == 6_675_009
+    # D: 5*5*32+32 + 5*5*32*64+64 + 1024*1024+1024 + 1024+1
+    assert count_params(d_vars["params"]) == 1_102_721
+    # BatchNorm running mean and variance for 1024, 6272 and 64 features; none in D.
+    assert count_params(g_vars["batch_stats"]) == 2 * (1024 + 6272 + 64)
+    assert "batch_stats" not in d_vars
+
+
+def test_thesis_layer_shapes(thesis):
+    _, _, g_vars, d_vars = thesis
+    gp, dp = g_vars["params"], d_vars["params"]
+    assert gp["Dense_0"]["kernel"].shape == (96, 1024)
+    assert gp["Dense_1"]["kernel"].shape == (1024, 7 * 7 * 128)
+    assert gp["ConvTranspose_0"]["kernel"].shape == (4, 4, 64, 128)
+    assert gp["ConvTranspose_1"]["kernel"].shape == (4, 4, 1, 64)
+    assert dp["Conv_0"]["kernel"].shape == (5, 5, 1, 32)
+    assert dp["Conv_1"]["kernel"].shape == (5, 5, 32, 64)
+    assert dp["Dense_0"]["kernel"].shape == (1024, 1024)
+    assert dp["Dense_1"]["kernel"].shape == (1024, 1)
+
+
+def test_thesis_outputs(thesis):
+    g, d, g_vars, d_vars = thesis
+    z = jax.random.uniform(jax.random.key(2), (5, 96), minval=-1, maxval=1)
+    images, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
+    assert images.shape == (5, 28, 28, 1)
+    assert float(jnp.max(jnp.abs(images))) <= 1.0  # tanh output
+    logits = d.apply(d_vars, images)
+    assert logits.shape == (5,)
+    # Logits, not probabilities: a large input drives them outside [0, 1].
+    big = d.apply(d_vars, 100.0 * jnp.ones((1, 28, 28, 1)))
+    assert not 0.0 <= float(big[0]) <= 1.0
+
+
+def test_max_pool_matches_flax():
+    x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
+    np.testing.assert_array_equal(models.max_pool_2x2(x), nn.max_pool(x, (2, 2), (2, 2)))
+    g = jax.random.normal(jax.random.key(1), (2, 4, 3, 3))
+    ga = jax.grad(lambda x: jnp.sum(models.max_pool_2x2(x) * g))(x)
+    gb = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (2, 2), (2, 2)) * g))(x)
+    np.testing.assert_array_equal(ga, gb)
+
+
+def test_fast_generator_equals_plain_flax_generator(thesis):
+    """The default (fast) thesis G and the stock nn.ConvTranspose version, same parameters."""
+    g, _, g_vars, _ = thesis
+    plain = models.ThesisGenerator(plain=True)
+    plain_params = dict(g_vars["params"])
+    for name in ("ConvTranspose_0", "ConvTranspose_1"):
+        plain_params[name] = {
+            "kernel": jnp.flip(g_vars["params"][name]["kernel"], (0, 1)).transpose(0, 1, 3, 2),
+            "bias": g_vars["params"][name]["bias"],
+        }
+    # Sanity of the mapping helper used by layers.
+    np.testing.assert_array_equal(
+        layers.flax_kernel_to_transpose_kernel(plain_params["ConvTranspose_0"]["kernel"]),
+        g_vars["params"]["ConvTranspose_0"]["kernel"])
+    z = jax.random.uniform(jax.random.key(3), (4, 96), minval=-1, maxval=1)
+
+    def run(module, params):
+        def loss(p):
+            out, _ = module.apply({"params": p, "batch_stats": g_vars["batch_stats"]}, z,
+                                  train=True, mutable=["batch_stats"])
+            return jnp.sum(out ** 3), out
+        return jax.value_and_grad(loss, has_aux=True)(params)
+
+    (_, out_fast), grads_fast = run(g, g_vars["params"])
+    (_, out_plain), grads_plain = run(plain, plain_params)
+    np.testing.assert_allclose(out_fast, out_plain, rtol=1e-5, atol=1e-5)
+    for name in ("Dense_0", "Dense_1", "BatchNorm_2"):
+        for leaf in grads_fast[name]:
+            np.testing.assert_allclose(grads_fast[name][leaf], grads_plain[name][leaf],
+                                       rtol=1e-3, atol=1e-5)
+    for name in ("ConvTranspose_0", "ConvTranspose_1"):
+        np.testing.assert_allclose(
+            grads_fast[name]["kernel"],
+            layers.flax_kernel_to_transpose_kernel(grads_plain[name]["kernel"]),
+            rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(grads_fast[name]["bias"], grads_plain[name]["bias"],
+                                   rtol=1e-3, atol=1e-5)
+
+
+def test_unknown_architecture_lists_valid_names():
+    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['thesis'\]"):
+        models.get_architecture("vgg")
