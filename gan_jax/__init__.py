@@ -21,3 +21,12 @@ from gan_jax.steps import make_train_step, train_step_fn
 from gan_jax.training import TrainingDiverged, load_training_images, run_keys, train
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError", "Checkpointer", "Config", "load_config", "save_config", "DataError",
+    "load_dataset", "to_model_range", "OBJECTIVES", "get_objective", "ARCHITECTURES",
+    "get_architecture", "PRIORS", "get_prior", "plotting", "generate", "sample",
+    "sample_from_workdir", "GAN", "GANState", "abstract_state", "build_gan", "count_params",
+    "create_state", "make_train_step", "train_step_fn", "TrainingDiverged",
+    "load_training_images", "run_keys", "train",
+]

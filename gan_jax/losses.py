@@ -21,6 +21,8 @@ import dataclasses
 from typing import Callable
 
 import jax
+
+from gan_jax import registry
 import jax.numpy as jnp
 
 
@@ -55,8 +57,4 @@ OBJECTIVES: dict[str, Objective] = {
 
 def get_objective(name: str) -> Objective:
     """Looks up ``--objective``; an unknown name lists the valid ones."""
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown objective {name!r}; valid: {sorted(OBJECTIVES)}") from None
+    return registry.lookup(OBJECTIVES, "objective", name)

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax import layers
+from gan_jax import layers, registry
 
 # PyTorch's BatchNorm defaults (momentum 0.1 -> Flax 0.9, eps 1e-5); the thesis is a PyTorch
 # model (CS231n assignment 3), so its running averages follow the same recursion.
@@ -112,8 +112,4 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 def get_architecture(name: str) -> Architecture:
     """Looks up ``--arch``; an unknown name lists the valid ones."""
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown architecture {name!r}; valid: {sorted(ARCHITECTURES)}") from None
+    return registry.lookup(ARCHITECTURES, "architecture", name)

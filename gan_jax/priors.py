@@ -10,6 +10,8 @@ from typing import Callable
 
 import jax
 
+from gan_jax import registry
+
 
 def uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """U(-1, 1) samples of ``shape``."""
@@ -29,7 +31,4 @@ PRIORS: dict[str, Callable[[jax.Array, tuple[int, ...]], jax.Array]] = {
 
 def get_prior(name: str) -> Callable[[jax.Array, tuple[int, ...]], jax.Array]:
     """Looks up ``--prior``; an unknown name lists the valid ones."""
-    try:
-        return PRIORS[name]
-    except KeyError:
-        raise ValueError(f"Unknown prior {name!r}; valid: {sorted(PRIORS)}") from None
+    return registry.lookup(PRIORS, "prior", name)

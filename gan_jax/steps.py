@@ -41,6 +41,11 @@ def _apply(module, params, batch_stats, x):
     return out, updates["batch_stats"]
 
 
+def _optimizer_step(optimizer, grads, opt_state, params):
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
 def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Array
                          ) -> tuple[GANState, Metrics]:
     """One D step on ``real`` [B, H, W, C] and a fresh batch of fakes G(z), z from ``key``."""
@@ -56,13 +61,10 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
 
     (loss, (d_stats, real_logits, fake_logits)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.d_params)
-    updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
-    state = state.replace(
-        d_params=optax.apply_updates(state.d_params, updates),
-        d_batch_stats=d_stats,
-        d_opt_state=d_opt_state,
-        g_batch_stats=g_batch_stats,
-    )
+    d_params, d_opt_state = _optimizer_step(gan.d_optimizer, grads, state.d_opt_state,
+                                            state.d_params)
+    state = state.replace(d_params=d_params, d_batch_stats=d_stats, d_opt_state=d_opt_state,
+                          g_batch_stats=g_batch_stats)
     metrics = {
         "d_loss": loss,
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
@@ -85,12 +87,9 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array
 
     (loss, (g_stats, fake_logits)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.g_params)
-    updates, g_opt_state = gan.g_optimizer.update(grads, state.g_opt_state, state.g_params)
-    state = state.replace(
-        g_params=optax.apply_updates(state.g_params, updates),
-        g_batch_stats=g_stats,
-        g_opt_state=g_opt_state,
-    )
+    g_params, g_opt_state = _optimizer_step(gan.g_optimizer, grads, state.g_opt_state,
+                                            state.g_params)
+    state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
     return state, {"g_loss": loss, "g_d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
 
 

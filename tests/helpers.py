@@ -37,3 +37,12 @@ def write_mnist_dir(folder, num_train=64, num_test=16, seed=0):
         write_idx(folder / image_name, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(folder / label_name, (np.arange(n) % 10).astype(np.uint8))
     return folder
+
+
+def tree_equal(a, b) -> bool:
+    """True when two pytrees have the same structure and bit-identical leaves."""
+    import jax
+    import jax.numpy as jnp
+
+    return all(jax.tree_util.tree_leaves(
+        jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))

@@ -9,10 +9,8 @@ import pytest
 
 from gan_jax.checkpoint import CheckpointError, Checkpointer
 from gan_jax.state import GANState, abstract_state, create_state
+from tests.helpers import tree_equal
 
-
-def _tree_equal(a, b):
-    return all(jax.tree_util.tree_leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +26,7 @@ def test_round_trip_is_bitwise_and_typed(tmp_path, tiny_config, state):
         restored = ckpt.restore(abstract_state(tiny_config))
     assert isinstance(restored, GANState)
     assert restored.step.dtype == jnp.int32 and int(restored.step) == 7
-    assert _tree_equal(restored, state)
+    assert tree_equal(restored, state)
 
 
 def test_keeps_the_newest_three(tmp_path, state):
@@ -80,5 +78,5 @@ def test_incomplete_save_is_ignored_and_cleaned(tmp_path, tiny_config, state):
     os.remove(partial / "commit_success.txt")
     with Checkpointer(str(tmp_path)) as ckpt:
         assert ckpt.latest_step() == 2
-        assert _tree_equal(ckpt.restore(abstract_state(tiny_config)), state)
+        assert tree_equal(ckpt.restore(abstract_state(tiny_config)), state)
     assert not partial.exists()  # cleaned up on start

@@ -8,14 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import gan_jax
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.state import abstract_state
+from tests.helpers import tree_equal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,9 +38,6 @@ def _final_state(workdir, config):
     with Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True) as ckpt:
         return ckpt.latest_step(), ckpt.restore(abstract_state(config))
 
-
-def _tree_equal(a, b):
-    return all(jax.tree_util.tree_leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
 
 
 @pytest.mark.parametrize("flag,valid", [
@@ -118,4 +114,4 @@ def test_sigkill_at_any_moment_then_restart_ends_identical(mnist_dir, tmp_path, 
     assert kills >= 2  # the scenario really happened
     step, state = _final_state(workdir, config)
     assert step == num_steps
-    assert _tree_equal(state, ref_state)
+    assert tree_equal(state, ref_state)

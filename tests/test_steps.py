@@ -8,6 +8,7 @@ import pytest
 from gan_jax import data as data_lib
 from gan_jax import sampling, steps
 from gan_jax.state import build_gan, create_state
+from tests.helpers import tree_equal
 
 KEY = jax.random.key(42)
 
@@ -15,9 +16,6 @@ KEY = jax.random.key(42)
 def _fresh(config, seed=0):
     return create_state(config, jax.random.key(seed))
 
-
-def _tree_equal(a, b):
-    return all(jax.tree_util.tree_leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
 
 
 def _adam_count(opt_state):
@@ -45,7 +43,7 @@ def test_metrics_are_finite_scalars(stepped):
 def test_every_part_of_the_state_moves(stepped):
     before, after, _ = stepped
     for name in ("g_params", "d_params", "g_batch_stats"):
-        assert not _tree_equal(getattr(before, name), getattr(after, name)), name
+        assert not tree_equal(getattr(before, name), getattr(after, name)), name
     assert _adam_count(after.g_opt_state) == _adam_count(after.d_opt_state) == 1
 
 
@@ -63,7 +61,7 @@ def test_step_is_d_update_then_g_update_against_the_updated_d(tiny_config, tiny_
     real = jnp.asarray(tiny_images)[data_lib.batch_indices(data_key, 0, 64, tiny_config.batch_size)]
     s1, _ = steps.discriminator_update(gan, state, real, d_key)
     s2, _ = steps.generator_update(gan, s1, tiny_config.batch_size, g_key)
-    assert _tree_equal(after.replace(step=s2.step), s2)
+    assert tree_equal(after.replace(step=s2.step), s2)
     # The same G update against the stale D gives different generator parameters, so the
     # comparison above really pins the order.
     stale, _ = steps.generator_update(gan, s1.replace(d_params=state.d_params),
@@ -77,13 +75,13 @@ def test_each_update_moves_only_its_own_network(tiny_config, tiny_images):
     state = _fresh(tiny_config)
     real = jnp.asarray(tiny_images[:8])
     after_d, _ = steps.discriminator_update(gan, state, real, jax.random.key(1))
-    assert not _tree_equal(after_d.d_params, state.d_params)
-    assert _tree_equal(after_d.g_params, state.g_params)
-    assert _tree_equal(after_d.g_opt_state, state.g_opt_state)
+    assert not tree_equal(after_d.d_params, state.d_params)
+    assert tree_equal(after_d.g_params, state.g_params)
+    assert tree_equal(after_d.g_opt_state, state.g_opt_state)
     after_g, _ = steps.generator_update(gan, state, 8, jax.random.key(2))
-    assert not _tree_equal(after_g.g_params, state.g_params)
-    assert _tree_equal(after_g.d_params, state.d_params)
-    assert _tree_equal(after_g.d_opt_state, state.d_opt_state)
+    assert not tree_equal(after_g.g_params, state.g_params)
+    assert tree_equal(after_g.d_params, state.d_params)
+    assert tree_equal(after_g.d_opt_state, state.d_opt_state)
 
 
 def test_k_discriminator_steps_per_generator_step(tiny_config, tiny_images):
@@ -105,14 +103,14 @@ def test_same_key_same_bits_and_compiled_once(tiny_config, tiny_images):
         for _ in range(3):
             state, _ = train_step(state, KEY)
         runs.append(state)
-    assert _tree_equal(runs[0], runs[1])
+    assert tree_equal(runs[0], runs[1])
     cache = steps._train_step._cache_size()
     # Another run that differs only in seed/workdir/length reuses the compiled step.
     other = steps.make_train_step(tiny_config.replace(seed=5, num_steps=99, workdir="/x"),
                                   tiny_images)
     other_state, _ = other(_fresh(tiny_config, seed=5), jax.random.key(5))
     assert steps._train_step._cache_size() == cache
-    assert not _tree_equal(other_state.g_params, runs[0].g_params)
+    assert not tree_equal(other_state.g_params, runs[0].g_params)
 
 
 def test_sampling_uses_running_averages(stepped, tiny_config):

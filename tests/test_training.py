@@ -12,10 +12,8 @@ import gan_jax
 from gan_jax import training as train_lib
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.state import abstract_state
+from tests.helpers import tree_equal
 
-
-def _tree_equal(a, b):
-    return all(jax.tree_util.tree_leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
 
 
 def _rows(workdir):
@@ -44,15 +42,15 @@ def test_workdir_outputs(reference, tiny_config):
     assert os.path.getsize(os.path.join(workdir, "curves.png")) > 10_000
     with Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True) as ckpt:
         assert ckpt.all_steps() == [2, 4]
-        assert _tree_equal(ckpt.restore(abstract_state(tiny_config)), state)
+        assert tree_equal(ckpt.restore(abstract_state(tiny_config)), state)
 
 
 def test_same_seed_same_bits_other_seed_differs(reference, tiny_config, tiny_images, tmp_path):
     _, state = reference
     again = gan_jax.train(tiny_config.replace(workdir=str(tmp_path / "a")), tiny_images)
-    assert _tree_equal(again, state)
+    assert tree_equal(again, state)
     other = gan_jax.train(tiny_config.replace(workdir=str(tmp_path / "b"), seed=1), tiny_images)
-    assert not _tree_equal(other.g_params, state.g_params)
+    assert not tree_equal(other.g_params, state.g_params)
 
 
 def test_stop_and_resume_equals_uninterrupted(reference, tiny_config, tiny_images, tmp_path):
@@ -64,7 +62,7 @@ def test_stop_and_resume_equals_uninterrupted(reference, tiny_config, tiny_image
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 3, "d_loss": 123.0}) + "\n{\"step\": 4, \"d_lo")
     resumed = gan_jax.train(config, tiny_images)
-    assert _tree_equal(resumed, ref_state)
+    assert tree_equal(resumed, ref_state)
     assert _rows(str(tmp_path)) == _rows(ref_dir)
 
 
@@ -116,7 +114,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
     # resuming without the poison ends where the reference run ended.
     monkeypatch.undo()
     assert int(restored.step) == 2
-    assert _tree_equal(gan_jax.train(config, tiny_images), ref_state)
+    assert tree_equal(gan_jax.train(config, tiny_images), ref_state)
 
 
 def test_sample_from_workdir(reference):
