@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -59,10 +59,18 @@ class GAN:
         return self.prior(key, (num, self.latent_dim))
 
 
-def build_gan(config: Config) -> GAN:
-    """Builds the static pieces named by ``config``."""
+def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
+    """Builds the static pieces named by ``config``.
+
+    Args:
+      config: the run's configuration.
+      learning_rate: overrides ``config.learning_rate``; may be a traced scalar, which is how
+        :mod:`gan_jax.sweep` trains runs with different learning rates in one program (Adam's
+        state does not depend on the learning rate, so the state is unchanged).
+    """
     arch = models.get_architecture(config.arch)
-    adam = lambda: optax.adam(config.learning_rate, b1=config.b1, b2=config.b2)  # noqa: E731
+    lr = config.learning_rate if learning_rate is None else learning_rate
+    adam = lambda: optax.adam(lr, b1=config.b1, b2=config.b2)  # noqa: E731
     return GAN(
         generator=arch.generator(),
         discriminator=arch.discriminator(),

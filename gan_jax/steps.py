@@ -19,7 +19,7 @@ PyTorch does, and are what :func:`gan_jax.sampling.generate` uses.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -93,15 +93,17 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array
     return state, {"g_loss": loss, "g_d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
 
 
-def train_step_fn(config: Config, state: GANState, key: jax.Array, images: jax.Array
-                  ) -> tuple[GANState, Metrics]:
+def train_step_fn(config: Config, state: GANState, key: jax.Array, images: jax.Array,
+                  learning_rate: Optional[jax.Array] = None) -> tuple[GANState, Metrics]:
     """Un-jitted body of one Algorithm 1 iteration; ``images`` is the whole training set.
+
+    ``learning_rate`` optionally overrides ``config.learning_rate`` with a (traced) scalar.
 
     Metrics (float32 scalars): ``d_loss``, ``d_real`` = mean D(x) and ``d_fake`` = mean
     D(G(z)) from the last discriminator update (before it is applied), ``g_loss`` and
     ``g_d_fake`` = mean D(G(z)) seen by the generator update (after D was updated).
     """
-    gan = build_gan(config)
+    gan = build_gan(config, learning_rate)
     k, batch_size = config.disc_steps, config.batch_size
     data_key, noise_key = jax.random.split(key)
     keys = jax.random.split(jax.random.fold_in(noise_key, state.step), k + 1)
