@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax import layers, registry
+from gan_jax import dcgan_models, layers, mlp_models, registry
 
 # PyTorch's BatchNorm defaults (momentum 0.1 -> Flax 0.9, eps 1e-5); the thesis is a PyTorch
 # model (CS231n assignment 3), so its running averages follow the same recursion.
@@ -107,6 +107,11 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "thesis": Architecture(ThesisGenerator, ThesisDiscriminator, (28, 28, 1)),
+    "mlp": Architecture(mlp_models.MLPGenerator, mlp_models.MLPDiscriminator, (28, 28, 1)),
+    "dcgan": Architecture(dcgan_models.dcgan28_generator, dcgan_models.dcgan28_discriminator,
+                          (28, 28, 1)),
+    "dcgan64": Architecture(dcgan_models.dcgan64_generator, dcgan_models.dcgan64_discriminator,
+                            (64, 64, 3)),
 }
 
 

@@ -105,5 +105,61 @@ def test_fast_generator_equals_plain_flax_generator(thesis):
 
 
 def test_unknown_architecture_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['thesis'\]"):
+    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['dcgan', 'dcgan64', 'mlp', 'thesis'\]"):
         models.get_architecture("vgg")
+
+
+@pytest.mark.parametrize("name,latent,g_count,d_count,g_stats,d_stats,shape", [
+    # PyTorch DCGAN tutorial at 64x64x3: the well-known 3,576,704 / 2,765,568.
+    ("dcgan64", 100, 3_576_704, 2_765_568, 2 * 960, 2 * 896, (64, 64, 3)),
+    # 100*7*7*256 + 2*256 + 16*256*128 + 2*128 + 16*128 | 16*64 + 16*64*128 + 2*128 + 9*128*256 + 2*256 + 16*256
+    ("dcgan", 100, 1_781_504, 431_872, 2 * 384, 2 * 384, (28, 28, 1)),
+    # Seed 003: 100*128+128 + 128*784+784 | 784*128+128 + 128+1
+    ("mlp", 100, 114_064, 100_609, 0, 0, (28, 28, 1)),
+])
+def test_registered_architectures(name, latent, g_count, d_count, g_stats, d_stats, shape):
+    arch = models.get_architecture(name)
+    assert arch.image_shape == shape
+    g, d = arch.generator(), arch.discriminator()
+    g_vars = g.init(jax.random.key(0), jnp.zeros((2, latent)), train=False)
+    d_vars = d.init(jax.random.key(1), jnp.zeros((2, *shape)), train=False)
+    assert count_params(g_vars["params"]) == g_count
+    assert count_params(d_vars["params"]) == d_count
+    assert count_params(g_vars.get("batch_stats", {})) == g_stats
+    assert count_params(d_vars.get("batch_stats", {})) == d_stats
+    images = g.apply(g_vars, jnp.ones((3, latent)), train=False)
+    assert images.shape == (3, *shape) and float(jnp.max(jnp.abs(images))) <= 1.0
+    assert d.apply(d_vars, images, train=False).shape == (3,)
+
+
+def test_dcgan_initialisation_follows_radford():
+    g_vars = models.get_architecture("dcgan64").generator().init(
+        jax.random.key(0), jnp.zeros((2, 100)), train=False)
+    kernel = g_vars["params"]["ConvTranspose_0"]["kernel"]
+    assert abs(float(jnp.std(kernel)) - 0.02) < 0.001 and abs(float(jnp.mean(kernel))) < 0.001
+    scale = g_vars["params"]["BatchNorm_1"]["scale"]
+    assert abs(float(jnp.mean(scale)) - 1.0) < 0.01 and 0.01 < float(jnp.std(scale)) < 0.03
+    assert "bias" not in g_vars["params"]["ConvTranspose_0"]
+
+
+def test_goodfellow_mlp_counts_and_dropout():
+    from gan_jax import mlp_models
+    g, d = mlp_models.GoodfellowGenerator(), mlp_models.GoodfellowDiscriminator()
+    g_vars = g.init(jax.random.key(0), jnp.zeros((2, 100)))
+    d_vars = d.init(jax.random.key(1), jnp.zeros((2, 28, 28, 1)), train=False)
+    # 100*1200+1200 + 1200*1200+1200 + 1200*784+784
+    assert count_params(g_vars["params"]) == 2_503_984
+    # maxout 784 -> 240x5, 240 -> 240x5, 240 -> 1
+    assert count_params(d_vars["params"]) == 784 * 1200 + 1200 + 240 * 1200 + 1200 + 241
+    x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
+    # Inference is deterministic; training needs and uses the 'dropout' stream.
+    np.testing.assert_array_equal(d.apply(d_vars, x, train=False), d.apply(d_vars, x, train=False))
+    a = d.apply(d_vars, x, train=True, rngs={"dropout": jax.random.key(3)})
+    b = d.apply(d_vars, x, train=True, rngs={"dropout": jax.random.key(4)})
+    assert not np.allclose(a, b)
+    # Maxout: max over the 5 pieces of each unit.
+    m = mlp_models.Maxout(units=2, pieces=3)
+    mv = m.init(jax.random.key(5), jnp.zeros((1, 4)))
+    y = jax.random.normal(jax.random.key(6), (3, 4))
+    pre = y @ mv["params"]["Dense_0"]["kernel"] + mv["params"]["Dense_0"]["bias"]
+    np.testing.assert_allclose(m.apply(mv, y), pre.reshape(3, 2, 3).max(-1), rtol=1e-6)
