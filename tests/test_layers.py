@@ -58,3 +58,18 @@ def test_module_parameters_and_shape():
     assert variables["params"]["kernel"].shape == (4, 4, 8, 16)
     assert variables["params"]["bias"].shape == (8,)
     assert module.apply(variables, jnp.ones((3, 7, 7, 16))).shape == (3, 14, 14, 8)
+
+
+@pytest.mark.parametrize("hw,cin,cout", [(7, 5, 6), (4, 3, 2), (1, 4, 3)])
+def test_phase_split_equals_adjoint_formulation(hw, cin, cout):
+    """The k=4, s=2, p=1 fast path (stride-1 conv + interleave) against the adjoint path."""
+    kx, kk, kg = jax.random.split(jax.random.key(7), 3)
+    x = jax.random.normal(kx, (2, hw, hw, cin))
+    kernel = jax.random.normal(kk, (4, 4, cout, cin))
+    cot = jax.random.normal(kg, (2, 2 * hw, 2 * hw, cout))
+    phase = lambda x, k: jnp.sum(layers._conv_transpose_phase_split(x, k) * cot)  # noqa: E731
+    adjoint = lambda x, k: jnp.sum(layers.conv_transpose_adjoint(x, k, 2, 1) * cot)  # noqa: E731
+    np.testing.assert_allclose(layers._conv_transpose_phase_split(x, kernel),
+                               layers.conv_transpose_adjoint(x, kernel, 2, 1), rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.grad(phase, (0, 1))(x, kernel), jax.grad(adjoint, (0, 1))(x, kernel)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
