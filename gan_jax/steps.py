@@ -14,6 +14,12 @@ therefore replays exactly the stream of an uninterrupted one.
 BatchNorm: every network runs in train mode inside the step (batch statistics); the running
 averages in ``g_batch_stats`` / ``d_batch_stats`` are updated by each forward pass, as
 PyTorch does, and are what :func:`gan_jax.sampling.generate` uses.
+
+Many devices: ``make_train_step(config, images, mesh=gan_jax.parallel.data_mesh())`` compiles
+the same body for a 1-D ``"data"`` mesh: the state is replicated, and every real minibatch and
+batch of z is constrained to be sharded along its batch axis (``batch_sharding``). The body
+still sees the global batch, so BatchNorm statistics and the losses are over the global batch;
+see :mod:`gan_jax.parallel`.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gan_jax import data as data_lib
+from gan_jax import parallel
 from gan_jax.config import Config
 from gan_jax.state import GAN, GANState, build_gan
 
@@ -41,15 +49,28 @@ def _apply(module, params, batch_stats, x):
     return out, updates["batch_stats"]
 
 
+def _shard_batch(x: jax.Array, batch_sharding: Optional[jax.sharding.Sharding]) -> jax.Array:
+    """``x`` constrained to ``batch_sharding`` (batch axis over devices); unchanged if None."""
+    if batch_sharding is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, batch_sharding)
+
+
 def _optimizer_step(optimizer, grads, opt_state, params):
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
 
-def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Array
+def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Array,
+                         batch_sharding: Optional[jax.sharding.Sharding] = None
                          ) -> tuple[GANState, Metrics]:
-    """One D step on ``real`` [B, H, W, C] and a fresh batch of fakes G(z), z from ``key``."""
-    z = gan.sample_z(key, real.shape[0])
+    """One D step on ``real`` [B, H, W, C] and a fresh batch of fakes G(z), z from ``key``.
+
+    ``batch_sharding`` (inside a jit over a mesh): the sharding of ``real`` and z, normally
+    :func:`gan_jax.parallel.batch_sharded`; None leaves placement to the compiler.
+    """
+    real = _shard_batch(real, batch_sharding)
+    z = _shard_batch(gan.sample_z(key, real.shape[0]), batch_sharding)
     fake, g_batch_stats = _apply(gan.generator, state.g_params, state.g_batch_stats, z)
     fake = jax.lax.stop_gradient(fake)
 
@@ -73,10 +94,14 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
     return state, metrics
 
 
-def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array
+def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
+                     batch_sharding: Optional[jax.sharding.Sharding] = None
                      ) -> tuple[GANState, Metrics]:
-    """One G step on fresh z against the current (already updated) discriminator."""
-    z = gan.sample_z(key, batch_size)
+    """One G step on fresh z against the current (already updated) discriminator.
+
+    ``batch_sharding``: the sharding of z, as in :func:`discriminator_update`.
+    """
+    z = _shard_batch(gan.sample_z(key, batch_size), batch_sharding)
 
     def loss_fn(g_params):
         # Fakes are made inside the differentiated function, so gradients reach G.
@@ -94,10 +119,14 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array
 
 
 def train_step_fn(config: Config, state: GANState, key: jax.Array, images: jax.Array,
-                  learning_rate: Optional[jax.Array] = None) -> tuple[GANState, Metrics]:
+                  learning_rate: Optional[jax.Array] = None, *,
+                  batch_sharding: Optional[jax.sharding.Sharding] = None
+                  ) -> tuple[GANState, Metrics]:
     """Un-jitted body of one Algorithm 1 iteration; ``images`` is the whole training set.
 
     ``learning_rate`` optionally overrides ``config.learning_rate`` with a (traced) scalar.
+    ``batch_sharding`` optionally constrains every real minibatch and batch of z (used by
+    ``make_train_step(..., mesh=...)``; None: no constraint, the single-device program).
 
     Metrics (float32 scalars): ``d_loss``, ``d_real`` = mean D(x) and ``d_fake`` = mean
     D(G(z)) from the last discriminator update (before it is applied), ``g_loss`` and
@@ -109,8 +138,8 @@ def train_step_fn(config: Config, state: GANState, key: jax.Array, images: jax.A
     keys = jax.random.split(jax.random.fold_in(noise_key, state.step), k + 1)
     for i in range(k):  # k is small and static; unrolled.
         idx = data_lib.batch_indices(data_key, state.step * k + i, images.shape[0], batch_size)
-        state, d_metrics = discriminator_update(gan, state, images[idx], keys[i])
-    state, g_metrics = generator_update(gan, state, batch_size, keys[k])
+        state, d_metrics = discriminator_update(gan, state, images[idx], keys[i], batch_sharding)
+    state, g_metrics = generator_update(gan, state, batch_size, keys[k], batch_sharding)
     return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
 
 
@@ -120,7 +149,17 @@ def _train_step(config: Config, state: GANState, key: jax.Array, images: jax.Arr
     return train_step_fn(config, state, key, images)
 
 
-def make_train_step(config: Config, images: Any
+@functools.lru_cache(maxsize=None)
+def _sharded_train_step(config: Config, mesh: jax.sharding.Mesh) -> Callable:
+    """The step compiled for ``mesh``: replicated state, key, images and metrics; batches
+    sharded over ``"data"`` inside. Cached per (config, mesh), like ``_train_step`` per config."""
+    replicated = parallel.replicated(mesh)
+    body = functools.partial(train_step_fn, config, batch_sharding=parallel.batch_sharded(mesh))
+    return jax.jit(body, in_shardings=(replicated, replicated, replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mesh] = None
                     ) -> Callable[[GANState, jax.Array], tuple[GANState, Metrics]]:
     """Returns the compiled ``train_step(state, key) -> (state, metrics)``.
 
@@ -130,16 +169,40 @@ def make_train_step(config: Config, images: Any
       images: the training set, float32 ``[N, H, W, C]`` in [-1, 1]. It is put on the device
         once and passed to the compiled step as an argument (not baked in as a constant);
         minibatches are gathered inside the step.
+      mesh: optional 1-D device mesh with axis ``"data"`` (:func:`gan_jax.parallel.data_mesh`).
+        None (default): the single-device step. With a mesh the step is data parallel: the
+        state, key and metrics are replicated on every device (pass the state and key through
+        :func:`gan_jax.parallel.replicate` to avoid a transfer per call), each real minibatch
+        and batch of z is split over the devices along the batch axis, and the step still
+        computes the global-batch update (BatchNorm statistics included). ``config.batch_size``
+        must be divisible by the number of devices.
 
     The input ``state`` is donated: do not use it after the call.
     """
     if images.shape[0] < config.batch_size:
         raise ValueError(
             f"batch_size {config.batch_size} exceeds the {images.shape[0]} training images")
-    images = jnp.asarray(images, jnp.float32)
     static = config.computation()
+    if mesh is None:
+        images = jnp.asarray(images, jnp.float32)
+
+        def train_step(state: GANState, key: jax.Array) -> tuple[GANState, Metrics]:
+            return _train_step(static, state, key, images)
+
+        return train_step
+
+    parallel.check_batch_size(config.batch_size, mesh)
+    # The whole training set is replicated on every device: MNIST is 188 MB as float32, and
+    # a replicated set lets each device gather its rows of the global minibatch locally (on
+    # every host of a multi-host slice too), with no input pipeline. A dataset too large for
+    # that would be sharded along "data" (changing which device draws which example) or fed
+    # per host with jax.make_array_from_process_local_data.
+    images = (images.astype(jnp.float32) if isinstance(images, jax.Array)
+              else np.asarray(images, np.float32))
+    images = parallel.replicate(images, mesh)
+    sharded_step = _sharded_train_step(static, mesh)
 
     def train_step(state: GANState, key: jax.Array) -> tuple[GANState, Metrics]:
-        return _train_step(static, state, key, images)
+        return sharded_step(state, key, images)
 
     return train_step

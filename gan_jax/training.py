@@ -11,6 +11,13 @@ Running :func:`train` again on the same workdir resumes from the newest complete
 ends bitwise identical to an uninterrupted run (the step derives all randomness from the seed
 and the step number). A non-finite loss or parameter stops training with
 :class:`TrainingDiverged`; no checkpoint is written after the divergence.
+
+Devices: with one device the loop runs the single-device step. With several (GPUs, TPU
+chips, fake CPU devices, or the chips of all hosts of a multi-host TPU slice) it trains data
+parallel over all of them (:mod:`gan_jax.parallel`): same global batch, state replicated,
+batches split over a 1-D ``"data"`` mesh. On several hosts every process runs the loop; only
+process 0 writes metrics, grids and config.json, all take part in the checkpoints, and the
+workdir must be on a filesystem all hosts share.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 from absl import logging
 
 from gan_jax import data as data_lib
-from gan_jax import plotting, sampling
+from gan_jax import parallel, plotting, sampling
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.config import Config, check_resumable, load_config, save_config
 from gan_jax.models import get_architecture
@@ -91,17 +98,23 @@ def _write_metrics(path: str, rows: list[dict]) -> None:
 class _Outputs:
     """The workdir's files, and the logic of when each is written."""
 
-    def __init__(self, config: Config, checkpointer: Checkpointer, start_step: int):
+    def __init__(self, config: Config, checkpointer: Checkpointer, start_step: int,
+                 mesh: Optional[jax.sharding.Mesh] = None):
         self.config = config
+        # Multi-host: every process computes (the arrays are global), only process 0 writes.
+        self.writer = jax.process_index() == 0
         self.workdir = config.workdir
         self.metrics_path = os.path.join(self.workdir, "metrics.jsonl")
         self.samples_dir = os.path.join(self.workdir, "samples")
         os.makedirs(self.samples_dir, exist_ok=True)
         self.checkpointer = checkpointer
         self.rows = _read_metrics(self.metrics_path, start_step)
-        _write_metrics(self.metrics_path, self.rows)  # Drop rows past the restored step.
+        if self.writer:
+            _write_metrics(self.metrics_path, self.rows)  # Drop rows past the restored step.
         self.pending: list[tuple[int, dict]] = []
         self.fixed_z = build_gan(config).sample_z(run_keys(config.seed)[2], NUM_GRID_SAMPLES)
+        if mesh is not None:
+            self.fixed_z = parallel.replicate(self.fixed_z, mesh)
 
     def record(self, step: int, metrics: dict) -> None:
         self.pending.append((step, metrics))
@@ -114,9 +127,10 @@ class _Outputs:
         new_rows = [{"step": s, **{k: float(v) for k, v in m.items()}}
                     for (s, _), m in zip(self.pending, fetched)]
         self.pending = []
-        with open(self.metrics_path, "a") as f:
-            for row in new_rows:
-                f.write(json.dumps(row) + "\n")
+        if self.writer:
+            with open(self.metrics_path, "a") as f:
+                for row in new_rows:
+                    f.write(json.dumps(row) + "\n")
         self.rows.extend(new_rows)
         for row in new_rows:
             bad = {k: v for k, v in row.items() if not math.isfinite(v)}
@@ -131,6 +145,8 @@ class _Outputs:
 
     def samples(self, state: GANState, step: int) -> None:
         images = sampling.generate(self.config, state, self.fixed_z)
+        if not self.writer:
+            return
         path = os.path.join(self.samples_dir, f"step_{step:06d}.png")
         plotting.save_image_grid(np.asarray(images), path, ncols=10)
         if self.rows:
@@ -155,6 +171,15 @@ def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
     """
     if not config.workdir:
         raise ValueError("train() needs config.workdir")
+    parallel.maybe_initialize_distributed()  # Multi-host slices only; before any JAX call.
+    # All devices of the job when there are several (replicated state, sharded batches);
+    # one device keeps the single-device step, bit for bit.
+    mesh = parallel.data_mesh() if jax.device_count() > 1 else None
+    if mesh is not None:
+        parallel.check_batch_size(config.batch_size, mesh)
+        logging.info("Data parallel over %d %s devices (%d per device of the batch of %d)",
+                     mesh.size, jax.devices()[0].platform, config.batch_size // mesh.size,
+                     config.batch_size)
     os.makedirs(config.workdir, exist_ok=True)
     config_path = os.path.join(config.workdir, "config.json")
     if os.path.exists(config_path):
@@ -167,14 +192,24 @@ def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
     start = checkpointer.latest_step()
     if start is None:
         state, start = create_state(config, init_key), 0
+        if mesh is not None:
+            state = parallel.replicate(state, mesh)
     else:
-        state = checkpointer.restore(abstract_state(config), start)
+        target = abstract_state(config)
+        if mesh is not None:  # Restored straight into replicated arrays.
+            target = parallel.replicated_target(target, mesh)
+        state = checkpointer.restore(target, start)
         logging.info("Resuming from %s", checkpointer.path(start))
-    save_config(config, config_path)
-    outputs = _Outputs(config, checkpointer, start)
+    if mesh is not None:
+        train_key = parallel.replicate(train_key, mesh)
+    if jax.process_index() == 0:
+        save_config(config, config_path)
+    outputs = _Outputs(config, checkpointer, start, mesh)
     if start == 0:
         outputs.samples(state, 0)
-    train_step = make_train_step(config, images)
+    # One device: the call as it always was (code wrapping make_train_step keeps working).
+    train_step = (make_train_step(config, images) if mesh is None
+                  else make_train_step(config, images, mesh=mesh))
 
     logging.info("Training %s/%s from step %d to %d", config.arch, config.objective, start,
                  config.num_steps)
