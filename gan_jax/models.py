@@ -108,6 +108,8 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     "thesis": Architecture(ThesisGenerator, ThesisDiscriminator, (28, 28, 1)),
     "mlp": Architecture(mlp_models.MLPGenerator, mlp_models.MLPDiscriminator, (28, 28, 1)),
+    "goodfellow_mlp": Architecture(mlp_models.GoodfellowGenerator,
+                                   mlp_models.GoodfellowDiscriminator, (28, 28, 1)),
     "dcgan": Architecture(dcgan_models.dcgan28_generator, dcgan_models.dcgan28_discriminator,
                           (28, 28, 1)),
     "dcgan64": Architecture(dcgan_models.dcgan64_generator, dcgan_models.dcgan64_discriminator,

@@ -40,13 +40,23 @@ from gan_jax.state import GAN, GANState, build_gan
 Metrics = dict[str, jax.Array]
 
 
-def _apply(module, params, batch_stats, x):
-    """Train-mode forward; returns (output, new batch_stats) (``{}`` stays ``{}``)."""
+def _apply(module, params, batch_stats, x, dropout_key=None):
+    """Train-mode forward; returns (output, new batch_stats) (``{}`` stays ``{}``).
+
+    ``dropout_key`` feeds the ``'dropout'`` stream of networks with dropout (unused otherwise).
+    """
+    rngs = None if dropout_key is None else {"dropout": dropout_key}
     if not batch_stats:
-        return module.apply({"params": params}, x, train=True), batch_stats
-    out, updates = module.apply(
-        {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"])
+        return module.apply({"params": params}, x, train=True, rngs=rngs), batch_stats
+    out, updates = module.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                mutable=["batch_stats"], rngs=rngs)
     return out, updates["batch_stats"]
+
+
+def _dropout_keys(key: jax.Array, num: int) -> jax.Array:
+    # Folded off the update's key, so that the z drawn from ``key`` itself (and with it every
+    # result of dropout-free networks) does not depend on whether a network uses dropout.
+    return jax.random.split(jax.random.fold_in(key, 1), num)
 
 
 def _shard_batch(x: jax.Array, batch_sharding: Optional[jax.sharding.Sharding]) -> jax.Array:
@@ -73,10 +83,12 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
     z = _shard_batch(gan.sample_z(key, real.shape[0]), batch_sharding)
     fake, g_batch_stats = _apply(gan.generator, state.g_params, state.g_batch_stats, z)
     fake = jax.lax.stop_gradient(fake)
+    dropout_real, dropout_fake = _dropout_keys(key, 2)
 
     def loss_fn(d_params):
-        real_logits, d_stats = _apply(gan.discriminator, d_params, state.d_batch_stats, real)
-        fake_logits, d_stats = _apply(gan.discriminator, d_params, d_stats, fake)
+        real_logits, d_stats = _apply(gan.discriminator, d_params, state.d_batch_stats, real,
+                                      dropout_real)
+        fake_logits, d_stats = _apply(gan.discriminator, d_params, d_stats, fake, dropout_fake)
         loss = gan.objective.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
         return loss, (d_stats, real_logits, fake_logits)
 
@@ -107,7 +119,8 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
         # Fakes are made inside the differentiated function, so gradients reach G.
         fake, g_stats = _apply(gan.generator, g_params, state.g_batch_stats, z)
         # D's statistics from this pass are discarded: D is only trained in its own step.
-        fake_logits, _ = _apply(gan.discriminator, state.d_params, state.d_batch_stats, fake)
+        fake_logits, _ = _apply(gan.discriminator, state.d_params, state.d_batch_stats, fake,
+                                _dropout_keys(key, 1)[0])
         return gan.objective.generator_loss(fake_logits=fake_logits), (g_stats, fake_logits)
 
     (loss, (g_stats, fake_logits)), grads = jax.value_and_grad(

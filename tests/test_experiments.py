@@ -43,7 +43,7 @@ def _final_state(workdir, config):
 @pytest.mark.parametrize("flag,valid", [
     ("--objective=wgan-typo", "<minimax|nonsaturating>"),
     ("--prior=cauchy", "<normal|uniform>"),
-    ("--arch=resnet", "<dcgan|dcgan64|mlp|thesis>"),
+    ("--arch=resnet", "<dcgan|dcgan64|goodfellow_mlp|mlp|thesis>"),
 ])
 def test_unknown_flag_values_list_the_valid_ones(flag, valid):
     result = _run("experiments.mnist", flag)

@@ -105,7 +105,7 @@ def test_fast_generator_equals_plain_flax_generator(thesis):
 
 
 def test_unknown_architecture_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['dcgan', 'dcgan64', 'mlp', 'thesis'\]"):
+    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['dcgan', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis'\]"):
         models.get_architecture("vgg")
 
 

@@ -130,3 +130,22 @@ def test_sampling_uses_running_averages(stepped, tiny_config):
 def test_rejects_batch_larger_than_dataset(tiny_config, tiny_images):
     with pytest.raises(ValueError, match="batch_size 128 exceeds the 64 training images"):
         steps.make_train_step(tiny_config.replace(batch_size=128), tiny_images)
+
+
+def test_dropout_stream_reaches_the_discriminator(tiny_config, tiny_images):
+    """D(x) of the same real batch varies with the key only when D has dropout."""
+    real = jnp.asarray(tiny_images[:8])
+    for arch, has_dropout in (("goodfellow_mlp", True), ("thesis", False)):
+        config = tiny_config.replace(arch=arch, latent_dim=100)
+        gan, state = build_gan(config), _fresh(config)
+        d_real = [float(steps.discriminator_update(gan, state, real, jax.random.key(k))[1]["d_real"])
+                  for k in (1, 1, 2)]
+        assert d_real[0] == d_real[1]  # same key, same dropout masks
+        assert (d_real[0] != d_real[2]) == has_dropout
+
+
+def test_goodfellow_mlp_trains(tiny_config, tiny_images):
+    config = tiny_config.replace(arch="goodfellow_mlp", latent_dim=100)
+    state, metrics = steps.make_train_step(config, tiny_images)(_fresh(config), KEY)
+    assert all(np.isfinite(v) for v in jax.device_get(metrics).values())
+    assert int(state.step) == 1
