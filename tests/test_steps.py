@@ -149,3 +149,15 @@ def test_goodfellow_mlp_trains(tiny_config, tiny_images):
     state, metrics = steps.make_train_step(config, tiny_images)(_fresh(config), KEY)
     assert all(np.isfinite(v) for v in jax.device_get(metrics).values())
     assert int(state.step) == 1
+
+
+def test_golden_first_step(stepped):
+    """Pins the random streams and the math of one step (tiny config, seed-0 state, key 42).
+
+    A change here changes every published run; it must be deliberate (rtol covers only
+    float32 differences between machines/XLA builds)."""
+    _, _, metrics = stepped
+    golden = {"d_fake": 0.5789175, "d_loss": 1.4416363, "d_real": 0.5651494,
+              "g_d_fake": 0.0028671, "g_loss": 5.8674479}
+    for name, value in golden.items():
+        np.testing.assert_allclose(metrics[name], value, rtol=2e-4, err_msg=name)
