@@ -14,7 +14,7 @@ from gan_jax.data import DataError, load_dataset, to_model_range
 from gan_jax.losses import OBJECTIVES, get_objective
 from gan_jax.models import ARCHITECTURES, get_architecture
 from gan_jax.priors import PRIORS, get_prior
-from gan_jax import plotting
+from gan_jax import parallel, plotting, sweep
 from gan_jax.sampling import generate, sample, sample_from_workdir
 from gan_jax.state import GAN, GANState, abstract_state, build_gan, count_params, create_state
 from gan_jax.steps import make_train_step, train_step_fn
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError", "Checkpointer", "Config", "load_config", "save_config", "DataError",
     "load_dataset", "to_model_range", "OBJECTIVES", "get_objective", "ARCHITECTURES",
-    "get_architecture", "PRIORS", "get_prior", "plotting", "generate", "sample",
+    "get_architecture", "PRIORS", "get_prior", "parallel", "plotting", "sweep", "generate", "sample",
     "sample_from_workdir", "GAN", "GANState", "abstract_state", "build_gan", "count_params",
     "create_state", "make_train_step", "train_step_fn", "TrainingDiverged",
     "load_training_images", "run_keys", "train",

@@ -7,7 +7,6 @@ of the runs over several steps is shown bitwise instead (identical seeds stay id
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
