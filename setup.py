@@ -20,5 +20,5 @@ setup(
     packages=find_packages(include=["gan_jax", "gan_jax.*", "experiments", "experiments.*"]),
     python_requires=">=3.10",
     install_requires=[r for r in requirements if not r.startswith("pytest")],
-    extras_require={"test": [r for r in requirements if r.startswith("pytest")]},
+    extras_require={"test": [r for r in requirements if r.startswith("pytest")], "bench": ["torch>=2.4"]},
 )

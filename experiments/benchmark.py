@@ -1,24 +1,92 @@
-"""Train-step speed: ``python -m experiments.benchmark --objective=nonsaturating --batch_size=128``.
+"""Train-step speed, JAX against PyTorch eager: ``python -m experiments.benchmark``.
 
-Prints compile time and the median steps/s and images/s of the jitted Algorithm 1 step on random
-data (the data does not change the work done).
+Times one Algorithm 1 iteration (k D updates + one G update, Adam, float32) of our jitted JAX
+step and of the same model and step in PyTorch eager (``experiments/torch_reference.py``), in
+interleaved rounds inside this one process: per round N JAX steps then N PyTorch steps, the
+order reversed every other round, so the machine's drift hits both alike. Compile time (JAX's
+first call; PyTorch's first step) is reported apart; speeds are medians over rounds, and the
+JAX/PyTorch ratio is given both as the ratio of the medians and as the median of the per-round
+ratios (each from two measurements taken back to back).
+
+The machine's load is watched per round (``/proc/stat``): the table gives, for every round, the
+cores that other processes kept busy during it, and the ratio is also given over the quiet rounds
+only. This matters: PyTorch's OpenMP threads collapse when another process takes a core, far more
+than XLA's thread pool, so contended rounds skew the ratio towards JAX.
+
+PyTorch runs in its fastest configuration measured here (2-core CPU, PyTorch 2.13): default
+thread count, channels_last, fused Adam (``--torch_channels_last``, ``--torch_adam`` to change).
+
+PyTorch is optional (``pip install -e ".[bench]"``); without it (or with ``--notorch``) only
+JAX is timed. Output: one JSON line per implementation and one for the comparison, then a
+table. Random pixels stand in for MNIST (the data does not change the work done).
 """
 
+import importlib.util
 import json
+import os
 
+import jax
 from absl import app, flags
 
 import gan_jax
-from gan_jax.benchmark import time_train_step
+from gan_jax.benchmark import QUIET_CORES, TrainStepTimer, interleave, random_images
 
 flags.DEFINE_enum("objective", "nonsaturating", sorted(gan_jax.OBJECTIVES), "GAN objective.")
 flags.DEFINE_enum("arch", "thesis", sorted(gan_jax.ARCHITECTURES), "Architecture.")
 flags.DEFINE_integer("batch_size", 128, "Minibatch size.")
 flags.DEFINE_integer("disc_steps", 1, "k.")
-flags.DEFINE_integer("steps", 20, "Steps per timed repeat.")
-flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
+flags.DEFINE_integer("num_images", 1024, "Size of the in-memory random dataset.")
+flags.DEFINE_integer("rounds", 5, "Interleaved timed rounds (medians are reported).")
+flags.DEFINE_integer("steps", 20, "Steps per implementation per round.")
+flags.DEFINE_integer("warmup", 2, "Untimed steps per implementation after the first call.")
+flags.DEFINE_boolean("torch", None, "Also time the PyTorch eager reference (default: when "
+                     "torch is importable).")
+flags.DEFINE_boolean("torch_channels_last", True, "PyTorch: channels_last memory format.")
+flags.DEFINE_enum("torch_adam", "fused", ["fused", "foreach", "forloop"],
+                  "PyTorch: Adam implementation.")
 
 FLAGS = flags.FLAGS
+
+
+def _torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def format_table(report: dict, descriptions: dict) -> str:
+    """Human-readable summary of :func:`gan_jax.benchmark.interleave`'s report."""
+    rows = [("implementation", "compile s", "steps/s", "images/s", "steps/s per round",
+             "other processes' cores per round")]
+    for name in report["order"]:
+        r = report["results"][name]
+        rows.append((name, f"{r['compile_s']:.2f}", f"{r['steps_per_s']:.2f}",
+                     f"{r['images_per_s']:.0f}",
+                     " ".join(f"{x:.2f}" for x in r["steps_per_s_all"]),
+                     " ".join("?" if x is None else f"{x:.1f}"
+                              for x in r.get("other_cores_all", []))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for pair, ratio in report["ratios"].items():
+        quiet = ratio.get("median_of_quiet_ratios")
+        lines.append(f"ratio {pair}: {ratio['ratio_of_medians']:.3f} (ratio of medians), "
+                     f"{ratio['median_of_ratios']:.3f} (median of per-round ratios: "
+                     f"{' '.join(f'{x:.2f}' for x in ratio['per_round'])}), "
+                     + ("n/a" if quiet is None else f"{quiet:.3f}")
+                     + f" (median over the {ratio.get('quiet_rounds', 0)} quiet rounds, "
+                     f"other processes < {QUIET_CORES} cores)")
+    for name, text in descriptions.items():
+        lines.append(f"{name}: {text}")
+    return "\n".join(lines)
 
 
 def main(argv):
@@ -26,11 +94,49 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = gan_jax.Config(objective=FLAGS.objective, arch=FLAGS.arch,
                             batch_size=FLAGS.batch_size, disc_steps=FLAGS.disc_steps)
-    result = time_train_step(config, steps_per_repeat=FLAGS.steps, repeats=FLAGS.repeats)
-    print(json.dumps({"arch": config.arch, "objective": config.objective,
-                      "batch_size": config.batch_size, "disc_steps": config.disc_steps,
-                      **{k: (round(v, 3) if isinstance(v, float) else [round(x, 3) for x in v])
-                         for k, v in result.items()}}))
+    use_torch = _torch_available() if FLAGS.torch is None else FLAGS.torch
+    images = random_images(config, FLAGS.num_images)
+
+    timers = {"jax": TrainStepTimer(config, images=images)}
+    descriptions = {"jax": f"JAX {jax.__version__} jit on {jax.devices()[0].platform}, "
+                           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"}
+    if use_torch:
+        if not _torch_available():
+            raise app.UsageError('--torch needs PyTorch: pip install -e ".[bench]"')
+        from experiments import torch_reference  # optional dependency
+
+        if config.arch not in torch_reference.TORCH_ARCHITECTURES:
+            if FLAGS.torch:
+                torch_reference.get_torch_architecture(config.arch)  # raises, listing them
+            use_torch = False
+            descriptions["pytorch"] = f"skipped: no PyTorch reference for {config.arch!r}"
+    if use_torch:
+        torch_timer = torch_reference.TorchStepTimer(
+            config, images, channels_last=FLAGS.torch_channels_last, adam=FLAGS.torch_adam)
+        timers["pytorch"] = torch_timer
+        descriptions["pytorch"] = torch_timer.describe()
+
+    load_before = os.getloadavg()
+    report = interleave(timers, rounds=FLAGS.rounds, steps=FLAGS.steps, warmup=FLAGS.warmup,
+                        images_per_step=config.batch_size * config.disc_steps)
+    load_after = os.getloadavg()
+    common = {"arch": config.arch, "objective": config.objective,
+              "batch_size": config.batch_size, "disc_steps": config.disc_steps,
+              "rounds": FLAGS.rounds, "steps": FLAGS.steps}
+    for name in report["order"]:
+        print(json.dumps({"implementation": name, **common, "setup": descriptions[name],
+                          **_rounded(report["results"][name])}))
+    for pair, ratio in report["ratios"].items():
+        print(json.dumps({"ratio": pair, **common, **_rounded(ratio),
+                          "loadavg_before": _rounded(list(load_before)),
+                          "loadavg_after": _rounded(list(load_after))}))
+    print()
+    print(f"{config.arch} GAN, {config.objective}, batch {config.batch_size}, k = "
+          f"{config.disc_steps}: {FLAGS.rounds} interleaved rounds of {FLAGS.steps} steps "
+          f"(medians; images/s = real images seen by D)")
+    print(format_table(report, descriptions))
+    print("load average (1, 5, 15 min) before: " + " ".join(f"{x:.2f}" for x in load_before)
+          + ", after: " + " ".join(f"{x:.2f}" for x in load_after))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
 """Timing of the compiled train step (compile time apart, median of repeats).
 
 Speed is measured here, never asserted in tests: machines are shared and noisy.
+
+:class:`TrainStepTimer` times the JAX step round by round (``compile()``, then ``run(n)``), and
+:func:`interleave` runs several such timers in alternating rounds, so that a comparison with
+another implementation (``experiments/torch_reference.py``) sees the same machine conditions.
+This module imports no framework other than JAX: any object with ``compile() -> seconds`` and
+``run(n) -> seconds`` can take part in :func:`interleave`.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from typing import Mapping, Protocol
 
 import jax
 import numpy as np
@@ -15,6 +23,101 @@ from gan_jax.config import Config
 from gan_jax.models import get_architecture
 from gan_jax.state import create_state
 from gan_jax.steps import make_train_step
+
+
+# A round counts as quiet when other processes kept fewer cores than this busy meanwhile.
+QUIET_CORES = 0.25
+
+
+class StepTimer(Protocol):
+    """What :func:`interleave` needs from an implementation of the train step."""
+
+    def compile(self) -> float:
+        """Runs the first step (tracing, compilation, allocator warm-up); returns its seconds."""
+
+    def run(self, num_steps: int) -> float:
+        """Runs ``num_steps`` steps and waits for them; returns the elapsed seconds."""
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores, Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 8:
+        return None
+    # user nice system idle iowait irq softirq [steal ...]; busy = all but idle and iowait.
+    ticks = [int(x) for x in fields[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def timed_run(timer: StepTimer, num_steps: int) -> tuple[float, float | None]:
+    """``timer.run(num_steps)``; returns (seconds, cores kept busy meanwhile by other processes).
+
+    The second value is (machine busy time - this process's CPU time) / wall time, from
+    ``/proc/stat`` (None where unavailable; resolution 1/100 s): about 0 on a quiet machine, 1
+    when another process holds a whole core during the run.
+    """
+    busy0, own0 = _machine_busy_s(), _own_cpu_s()
+    start = time.perf_counter()
+    seconds = timer.run(num_steps)
+    wall = time.perf_counter() - start
+    busy1, own1 = _machine_busy_s(), _own_cpu_s()
+    if busy0 is None or busy1 is None or wall <= 0:
+        return seconds, None
+    return seconds, max(0.0, ((busy1 - busy0) - (own1 - own0)) / wall)
+
+
+def random_images(config: Config, num_images: int = 1024, seed: int = 0) -> np.ndarray:
+    """``num_images`` uniform [-1, 1) float32 images of ``config``'s architecture, NHWC."""
+    shape = get_architecture(config.arch).image_shape
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (num_images, *shape)).astype(np.float32)
+
+
+class TrainStepTimer:
+    """The jitted train step of ``config`` on a random in-memory dataset, timed in rounds.
+
+    ``compile()`` makes the first call (tracing + XLA compilation + first execution);
+    ``run(n)`` then makes ``n`` more calls and blocks on the result. The data does not change
+    the work done, so random pixels stand in for MNIST.
+    """
+
+    def __init__(self, config: Config, num_images: int = 1024, seed: int = 0,
+                 images: np.ndarray | None = None):
+        self.config = config
+        self.images = random_images(config, num_images, seed) if images is None else images
+        self._train_step = make_train_step(config, self.images)
+        self._state = create_state(config, jax.random.key(seed))
+        self._key = jax.random.key(seed + 1)
+        self.metrics = None
+        self.compiled = False
+
+    def compile(self) -> float:
+        start = time.perf_counter()
+        self._state, self.metrics = self._train_step(self._state, self._key)
+        jax.block_until_ready((self._state, self.metrics))
+        self.compiled = True
+        return time.perf_counter() - start
+
+    def run(self, num_steps: int) -> float:
+        if not self.compiled:
+            raise RuntimeError("call compile() before run(): the first call is timed apart")
+        state, metrics, key = self._state, self.metrics, self._key
+        start = time.perf_counter()
+        for _ in range(num_steps):
+            state, metrics = self._train_step(state, key)
+        jax.block_until_ready((state, metrics))
+        elapsed = time.perf_counter() - start
+        self._state, self.metrics = state, metrics
+        return elapsed
 
 
 def time_train_step(config: Config, num_images: int = 1024, steps_per_repeat: int = 20,
@@ -27,22 +130,71 @@ def time_train_step(config: Config, num_images: int = 1024, steps_per_repeat: in
       ``steps_per_s_all`` (every repeat) and ``images_per_s`` (= steps/s x batch_size x
       disc_steps real images seen by D).
     """
-    shape = get_architecture(config.arch).image_shape
-    images = np.random.default_rng(0).uniform(-1, 1, (num_images, *shape)).astype(np.float32)
-    train_step = make_train_step(config, images)
-    state = create_state(config, jax.random.key(0))
-    key = jax.random.key(1)
-    start = time.perf_counter()
-    state, metrics = train_step(state, key)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps_per_repeat):
-            state, metrics = train_step(state, key)
-        jax.block_until_ready((state, metrics))
-        rates.append(steps_per_repeat / (time.perf_counter() - start))
+    timer = TrainStepTimer(config, num_images)
+    compile_s = timer.compile()
+    rates = [steps_per_repeat / timer.run(steps_per_repeat) for _ in range(repeats)]
     rate = statistics.median(rates)
     return {"compile_s": compile_s, "steps_per_s": rate, "steps_per_s_all": rates,
             "images_per_s": rate * config.batch_size * config.disc_steps}
+
+
+def interleave(timers: Mapping[str, StepTimer], rounds: int = 5, steps: int = 20,
+               warmup: int = 2, images_per_step: int = 1, alternate: bool = True,
+               quiet_cores: float = QUIET_CORES) -> dict:
+    """Times several implementations of one step in interleaved rounds.
+
+    Every timer is compiled first (its first call timed alone), then runs ``warmup`` untimed
+    steps. Each of ``rounds`` rounds then runs ``steps`` timed steps of every timer in turn;
+    with ``alternate`` the order is reversed every other round (A B, B A, A B, ...), so slow
+    drifts of a shared machine hit all of them alike.
+
+    Returns:
+      dict with ``order`` (the timers' names, in the first round's order), ``rounds``,
+      ``steps`` and, under ``results[name]``: ``compile_s``, ``steps_per_s`` (median over
+      rounds), ``steps_per_s_all`` (every round, in round order), ``images_per_s`` (median
+      steps/s x ``images_per_step``), ``other_cores_all`` (per round, the cores other
+      processes kept busy meanwhile, see :func:`timed_run`; rounds well above 0 were
+      contended). With two or more timers, ``ratios[f"{a}/{b}"]`` for each
+      pair (a before b in ``timers``) holds ``ratio_of_medians`` and ``median_of_ratios``
+      (the per-round ratios, each from two measurements taken back to back), ``per_round``,
+      ``quiet_rounds`` (how many rounds had both runs with other processes below
+      ``quiet_cores`` busy cores) and ``median_of_quiet_ratios`` (over those rounds; None if
+      none, or where the machine's load cannot be read).
+    """
+    if rounds < 1 or steps < 1 or warmup < 0:
+        raise ValueError(
+            f"need rounds >= 1, steps >= 1, warmup >= 0; got {rounds}, {steps}, {warmup}")
+    names = list(timers)
+    compile_s = {name: timers[name].compile() for name in names}
+    for name in names:
+        if warmup:
+            timers[name].run(warmup)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    others: dict[str, list[float | None]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[::-1] if alternate and r % 2 else names
+        for name in order:
+            seconds, other = timed_run(timers[name], steps)
+            rates[name].append(steps / seconds)
+            others[name].append(other)
+    results = {}
+    for name in names:
+        rate = statistics.median(rates[name])
+        results[name] = {"compile_s": compile_s[name], "steps_per_s": rate,
+                         "steps_per_s_all": rates[name], "images_per_s": rate * images_per_step,
+                         "other_cores_all": others[name]}
+    ratios = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            per_round = [x / y for x, y in zip(rates[a], rates[b])]
+            quiet = [ratio for ratio, oa, ob in zip(per_round, others[a], others[b])
+                     if oa is not None and ob is not None and max(oa, ob) < quiet_cores]
+            ratios[f"{a}/{b}"] = {
+                "ratio_of_medians": results[a]["steps_per_s"] / results[b]["steps_per_s"],
+                "median_of_ratios": statistics.median(per_round),
+                "per_round": per_round,
+                "quiet_rounds": len(quiet),
+                "median_of_quiet_ratios": statistics.median(quiet) if quiet else None,
+            }
+    return {"order": names, "rounds": rounds, "steps": steps, "results": results,
+            "ratios": ratios}
