@@ -29,12 +29,16 @@ import jax
 from absl import app, flags
 
 import gan_jax
-from gan_jax.benchmark import QUIET_CORES, TrainStepTimer, interleave, random_images
+from gan_jax.benchmark import (QUIET_CORES, SweepTimer, TrainStepTimer, interleave,
+                               random_images)
 
 flags.DEFINE_enum("objective", "nonsaturating", sorted(gan_jax.OBJECTIVES), "GAN objective.")
 flags.DEFINE_enum("arch", "thesis", sorted(gan_jax.ARCHITECTURES), "Architecture.")
 flags.DEFINE_integer("batch_size", 128, "Minibatch size.")
 flags.DEFINE_integer("disc_steps", 1, "k.")
+flags.DEFINE_integer("latent_dim", gan_jax.Config().latent_dim, "Dimension of z.")
+flags.DEFINE_integer("sweep", 0, "If N > 0: time N runs vmapped into one step against one "
+                     "run at a time (N sequential runs), instead of JAX against PyTorch.")
 flags.DEFINE_integer("num_images", 1024, "Size of the in-memory random dataset.")
 flags.DEFINE_integer("rounds", 5, "Interleaved timed rounds (medians are reported).")
 flags.DEFINE_integer("steps", 20, "Steps per implementation per round.")
@@ -93,7 +97,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = gan_jax.Config(objective=FLAGS.objective, arch=FLAGS.arch,
-                            batch_size=FLAGS.batch_size, disc_steps=FLAGS.disc_steps)
+                            batch_size=FLAGS.batch_size, disc_steps=FLAGS.disc_steps,
+                            latent_dim=FLAGS.latent_dim)
+    if FLAGS.sweep > 0:
+        return sweep_main(config)
     use_torch = _torch_available() if FLAGS.torch is None else FLAGS.torch
     images = random_images(config, FLAGS.num_images)
 
@@ -137,6 +144,28 @@ def main(argv):
     print(format_table(report, descriptions))
     print("load average (1, 5, 15 min) before: " + " ".join(f"{x:.2f}" for x in load_before)
           + ", after: " + " ".join(f"{x:.2f}" for x in load_after))
+
+
+def sweep_main(config):
+    """N vmapped runs against sequential single runs, interleaved; compares images/s."""
+    n = FLAGS.sweep
+    images = random_images(config, FLAGS.num_images)
+    name = f"vmap{n}"
+    timers = {"single": TrainStepTimer(config, images=images),
+              name: SweepTimer(config, n, images=images)}
+    report = interleave(timers, rounds=FLAGS.rounds, steps=FLAGS.steps, warmup=FLAGS.warmup,
+                        images_per_step=config.batch_size * config.disc_steps)
+    single = report["results"]["single"]["steps_per_s"] * config.batch_size * config.disc_steps
+    vmapped = report["results"][name]["steps_per_s"] * config.batch_size * config.disc_steps * n
+    per_round = [n / r for r in report["ratios"][f"single/{name}"]["per_round"]]
+    result = {"arch": config.arch, "batch_size": config.batch_size, "runs": n,
+              "sequential_images_per_s": single, "vmapped_images_per_s": vmapped,
+              "speedup_of_medians": vmapped / single, "speedup_per_round": per_round,
+              "compile_s": {k: v["compile_s"] for k, v in report["results"].items()}}
+    print(json.dumps(_rounded(result)))
+    print(f"{config.arch}, batch {config.batch_size}: {n} runs vmapped {vmapped:.0f} images/s vs "
+          f"{n} sequential runs {single:.0f} images/s -> {vmapped / single:.2f}x "
+          f"(per round: {' '.join(f'{x:.2f}' for x in per_round)})")
 
 
 if __name__ == "__main__":

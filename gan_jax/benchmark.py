@@ -120,6 +120,25 @@ class TrainStepTimer:
         return elapsed
 
 
+class SweepTimer(TrainStepTimer):
+    """``num_runs`` independent runs (seeds 0..N-1) vmapped into one step
+    (:mod:`gan_jax.sweep`); one call advances every run by one step."""
+
+    def __init__(self, config: Config, num_runs: int, num_images: int = 1024, seed: int = 0,
+                 images: np.ndarray | None = None):
+        from gan_jax import sweep  # imports the training loop; only needed here
+
+        self.config = config
+        self.num_runs = num_runs
+        self.images = random_images(config, num_images, seed) if images is None else images
+        self._train_step = sweep.make_sweep_step(config, self.images, num_runs=num_runs)
+        seeds = list(range(seed, seed + num_runs))
+        self._state = sweep.create_states(config, seeds)
+        self._key = sweep.train_keys(seeds)
+        self.metrics = None
+        self.compiled = False
+
+
 def time_train_step(config: Config, num_images: int = 1024, steps_per_repeat: int = 20,
                     repeats: int = 5) -> dict:
     """Runs the train step of ``config`` on random data and times it.

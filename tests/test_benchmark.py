@@ -127,3 +127,13 @@ def test_benchmark_cli_without_torch_never_imports_it():
     assert [row["implementation"] for row in rows] == ["jax"]
     assert rows[0]["batch_size"] == 8 and len(rows[0]["steps_per_s_all"]) == 2
     assert "ratio" not in out.stdout
+
+
+def test_sweep_timer_advances_every_run(tiny_config):
+    from gan_jax.benchmark import SweepTimer
+
+    timer = SweepTimer(tiny_config, num_runs=3, num_images=64)
+    timer.compile()
+    assert timer.run(1) > 0
+    assert timer._state.step.tolist() == [2, 2, 2]
+    assert timer.metrics["d_loss"].shape == (3,)
