@@ -118,6 +118,56 @@ class ThesisDiscriminator(nn.Module):
         return self.fc2(x)[:, 0]
 
 
+def _dcgan_init_(module: nn.Module) -> nn.Module:
+    """Radford et al.'s init, as in the PyTorch DCGAN tutorial: conv N(0, .02), BN N(1, .02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return module
+
+
+class DCGAN64Generator(nn.Module):
+    """The PyTorch DCGAN tutorial's generator (ngf 64): z [B, 100] -> images [B, 3, 64, 64]."""
+
+    def __init__(self, latent_dim: int = 100, channels_last: bool = False):
+        super().__init__()
+        layers, cin = [], latent_dim
+        for i, cout in enumerate((512, 256, 128, 64)):
+            layers += [nn.ConvTranspose2d(cin, cout, 4, 1 if i == 0 else 2, 0 if i == 0 else 1,
+                                          bias=False),
+                       nn.BatchNorm2d(cout, eps=_BN_EPSILON, momentum=_BN_MOMENTUM), nn.ReLU(True)]
+            cin = cout
+        layers += [nn.ConvTranspose2d(64, 3, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = _dcgan_init_(nn.Sequential(*layers))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z.view(z.shape[0], z.shape[1], 1, 1).contiguous(memory_format=self.memory_format)
+        return self.net(x)
+
+
+class DCGAN64Discriminator(nn.Module):
+    """The PyTorch DCGAN tutorial's discriminator (ndf 64), returning logits [B]."""
+
+    def __init__(self, channels_last: bool = False):
+        super().__init__()
+        layers, cin = [], 3
+        for i, cout in enumerate((64, 128, 256, 512)):
+            layers.append(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(cout, eps=_BN_EPSILON, momentum=_BN_MOMENTUM))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            cin = cout
+        layers.append(nn.Conv2d(512, 1, 4, 1, 0, bias=False))
+        self.net = _dcgan_init_(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
 @dataclasses.dataclass(frozen=True)
 class TorchArchitecture:
     """A pair of PyTorch networks; ``image_shape`` is NCHW without the batch."""
@@ -127,9 +177,10 @@ class TorchArchitecture:
     image_shape: tuple[int, int, int]
 
 
-# Keyed like gan_jax.ARCHITECTURES; dcgan and goodfellow_mlp to follow.
+# Keyed like gan_jax.ARCHITECTURES; dcgan (28) and the MLPs are still to follow.
 TORCH_ARCHITECTURES: dict[str, TorchArchitecture] = {
     "thesis": TorchArchitecture(ThesisGenerator, ThesisDiscriminator, (1, 28, 28)),
+    "dcgan64": TorchArchitecture(DCGAN64Generator, DCGAN64Discriminator, (3, 64, 64)),
 }
 
 

@@ -138,3 +138,12 @@ def test_bad_inputs(tiny_images):
         tr.TorchTrainStep(CONFIG, tiny_images.transpose(0, 3, 1, 2))
     with pytest.raises(ValueError, match="adam"):
         tr.TorchTrainStep(CONFIG, tiny_images, adam="sgd")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_dcgan64_counts_match_ours(channels_last):
+    g = tr.DCGAN64Generator(100, channels_last=channels_last)
+    d = tr.DCGAN64Discriminator(channels_last=channels_last)
+    assert tr.count_params(g) == 3_576_704 and tr.count_params(d) == 2_765_568
+    images = g(torch.zeros(2, 100))
+    assert images.shape == (2, 3, 64, 64) and d(images).shape == (2,)
