@@ -94,11 +94,14 @@ class TrainStepTimer:
                  images: np.ndarray | None = None):
         self.config = config
         self.images = random_images(config, num_images, seed) if images is None else images
-        self._train_step = make_train_step(config, self.images)
-        self._state = create_state(config, jax.random.key(seed))
-        self._key = jax.random.key(seed + 1)
+        self._train_step, self._state, self._key = self._build(seed)
         self.metrics = None
         self.compiled = False
+
+    def _build(self, seed: int):
+        """(step function, initial state, key) of what is timed."""
+        return (make_train_step(self.config, self.images),
+                create_state(self.config, jax.random.key(seed)), jax.random.key(seed + 1))
 
     def compile(self) -> float:
         start = time.perf_counter()
@@ -126,17 +129,15 @@ class SweepTimer(TrainStepTimer):
 
     def __init__(self, config: Config, num_runs: int, num_images: int = 1024, seed: int = 0,
                  images: np.ndarray | None = None):
+        self.num_runs = num_runs
+        super().__init__(config, num_images, seed, images)
+
+    def _build(self, seed: int):
         from gan_jax import sweep  # imports the training loop; only needed here
 
-        self.config = config
-        self.num_runs = num_runs
-        self.images = random_images(config, num_images, seed) if images is None else images
-        self._train_step = sweep.make_sweep_step(config, self.images, num_runs=num_runs)
-        seeds = list(range(seed, seed + num_runs))
-        self._state = sweep.create_states(config, seeds)
-        self._key = sweep.train_keys(seeds)
-        self.metrics = None
-        self.compiled = False
+        seeds = list(range(seed, seed + self.num_runs))
+        return (sweep.make_sweep_step(self.config, self.images, num_runs=self.num_runs),
+                sweep.create_states(self.config, seeds), sweep.train_keys(seeds))
 
 
 def time_train_step(config: Config, num_images: int = 1024, steps_per_repeat: int = 20,

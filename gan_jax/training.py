@@ -207,9 +207,7 @@ def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
     outputs = _Outputs(config, checkpointer, start, mesh)
     if start == 0:
         outputs.samples(state, 0)
-    # One device: the call as it always was (code wrapping make_train_step keeps working).
-    train_step = (make_train_step(config, images) if mesh is None
-                  else make_train_step(config, images, mesh=mesh))
+    train_step = make_train_step(config, images, mesh=mesh)
 
     logging.info("Training %s/%s from step %d to %d", config.arch, config.objective, start,
                  config.num_steps)

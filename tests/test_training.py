@@ -77,8 +77,8 @@ def _poisoned_train_step(monkeypatch, at_step, where):
     """Makes the loop's train step produce a NaN loss or NaN parameters at ``at_step``."""
     real = train_lib.make_train_step
 
-    def make(config, images):
-        step_fn = real(config, images)
+    def make(config, images, **kwargs):
+        step_fn = real(config, images, **kwargs)
 
         def poisoned(state, key):
             state, metrics = step_fn(state, key)
