@@ -18,6 +18,8 @@ setup(
     long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gan_jax", "gan_jax.*", "experiments", "experiments.*"]),
+    # The evaluator's pinned weights (gan_jax/evaluator.py) ship inside the package.
+    package_data={"gan_jax": ["assets/*.npz"]},
     python_requires=">=3.10",
     install_requires=[r for r in requirements if not r.startswith("pytest")],
     extras_require={"test": [r for r in requirements if r.startswith("pytest")], "bench": ["torch>=2.4"]},
