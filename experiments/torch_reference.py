@@ -4,20 +4,25 @@ Benchmark-only: needs ``torch`` (``pip install -e ".[bench]"``); nothing in ``ga
 this module. ``python -m experiments.benchmark`` times it against the JAX step in interleaved
 rounds.
 
-The networks are the ones of :mod:`gan_jax.models`, layer for layer and parameter for parameter
-(``thesis``: SPEC 3A, G 6,675,009 and D 1,102,721 parameters), in PyTorch's NCHW convention but
-flattening / unflattening in the NHWC order of our Flax models, so that
-:func:`load_flax_variables` copies a Flax parameter tree in and the two compute the same
-function. Initialisation follows ours too (Xavier-uniform for G's Linear and ConvTranspose2d
-weights, LeCun-normal for D, zero biases).
+The networks are the ones of :mod:`gan_jax.models` (every entry of ``ARCHITECTURES``), layer
+for layer and parameter for parameter (``thesis``: SPEC 3A, G 6,675,009 and D 1,102,721
+parameters), in PyTorch's NCHW convention but flattening / unflattening in the NHWC order of our
+Flax models, so that :func:`load_flax_variables` copies a Flax parameter tree in and the two
+compute the same function (all but ``dcgan64``, written as the PyTorch DCGAN tutorial writes it,
+with its projection as a ConvTranspose2d). Initialisation follows ours too (thesis:
+Xavier-uniform for G's Linear and ConvTranspose2d weights, LeCun-normal for D; DCGAN: N(0, 0.02),
+BatchNorm scales N(1, 0.02); seed 003's MLP: Xavier-uniform; Goodfellow's MLP: U(-0.05, 0.05)
+for G, U(-0.005, 0.005) for D; zero biases).
 
 :class:`TorchTrainStep` is one iteration of Algorithm 1 as :func:`gan_jax.steps.train_step_fn`
 does it: k times (fresh real minibatch of random indices into an in-memory tensor dataset,
 fresh z, G forward in train mode without gradient, BCE-with-logits loss in softplus form,
 Adam step on D), then fresh z and a G step against the updated D (D's parameters frozen for
 that backward pass, so no D weight gradients are computed; JAX only differentiates w.r.t. G
-either). One known difference: PyTorch's BatchNorm updates its running variance with the
-unbiased batch variance, Flax with the biased one; the training computation is the same.
+either). Known differences, none in the training computation: PyTorch's BatchNorm updates its
+running variance with the unbiased batch variance, Flax with the biased one; D's running
+averages are also updated by the G step's forward pass (ours discards those); dropout
+(``goodfellow_mlp``) draws its masks from PyTorch's stream.
 
 Written the way a competent PyTorch user makes it fast on CPU: default thread count,
 ``zero_grad(set_to_none=True)``, channels_last memory format for the convolutional parts
@@ -168,6 +173,169 @@ class DCGAN64Discriminator(nn.Module):
         return self.net(x).flatten()
 
 
+class DCGANGenerator(nn.Module):
+    """:class:`gan_jax.dcgan_models.DCGANGenerator`: z [B, latent] -> images [B, C, H, W].
+
+    Bias-free Linear(latent, s*s*c0) read as [s, s, c0] (NHWC, as in Flax) and permuted to NCHW,
+    BN2d, ReLU, then per further channel count ConvTranspose2d(4, 2, 1, bias=False), BN2d,
+    ReLU, and a last ConvTranspose2d(4, 2, 1, bias=False) to ``out_channels``, tanh.
+    Weights ~ N(0, 0.02) (the projection too), BatchNorm scales ~ N(1, 0.02).
+    """
+
+    def __init__(self, latent_dim: int = 100, base_size: int = 7,
+                 channels: tuple[int, ...] = (256, 128), out_channels: int = 1,
+                 channels_last: bool = False):
+        super().__init__()
+        self.base_size, self.base_channels = base_size, channels[0]
+        self.channels_last = channels_last
+        self.project = nn.Linear(latent_dim, base_size * base_size * channels[0], bias=False)
+        nn.init.normal_(self.project.weight, 0.0, 0.02)
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c, eps=_BN_EPSILON, momentum=_BN_MOMENTUM)
+                                 for c in channels)
+        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+                                     for cin, cout in zip(channels, (*channels[1:], out_channels)))
+        _dcgan_init_(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        s = self.base_size
+        x = self.project(z).view(z.shape[0], s, s, self.base_channels).permute(0, 3, 1, 2)
+        if not self.channels_last:
+            x = x.contiguous()
+        x = F.relu(self.bns[0](x))
+        for deconv, bn in zip(self.deconvs[:-1], self.bns[1:]):
+            x = F.relu(bn(deconv(x)))
+        return torch.tanh(self.deconvs[-1](x))
+
+
+class DCGANDiscriminator(nn.Module):
+    """:class:`gan_jax.dcgan_models.DCGANDiscriminator` (without dropout): images [B, C, H, W]
+    -> logits [B].
+
+    Per layer Conv2d(kernel, 2, 1, bias=False), BN2d (not on the input layer), LeakyReLU(0.2);
+    then a bias-free ``final_kernel`` valid Conv2d to one logit. Weights ~ N(0, 0.02).
+    """
+
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (64, 128, 256),
+                 kernels: tuple[int, ...] = (4, 4, 3), final_kernel: int = 4,
+                 negative_slope: float = 0.2, channels_last: bool = False):
+        super().__init__()
+        del channels_last  # Follows the input's memory format.
+        self.negative_slope = negative_slope
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, k, 2, 1, bias=False) for cin, cout, k
+                                   in zip((in_channels, *channels[:-1]), channels, kernels))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c, eps=_BN_EPSILON, momentum=_BN_MOMENTUM)
+                                 for c in channels[1:])
+        self.final = nn.Conv2d(channels[-1], 1, final_kernel, bias=False)
+        _dcgan_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.convs[0](x), self.negative_slope)
+        for conv, bn in zip(self.convs[1:], self.bns):
+            x = F.leaky_relu(bn(conv(x)), self.negative_slope)
+        return self.final(x).flatten()
+
+
+def _init_linear_(module: nn.Linear, init: Callable[[torch.Tensor], object]) -> nn.Linear:
+    init(module.weight)
+    nn.init.zeros_(module.bias)
+    return module
+
+
+def _uniform(scale: float) -> Callable[[torch.Tensor], object]:
+    """pylearn2's ``irange``, as :mod:`gan_jax.mlp_models`: U(-scale, scale)."""
+    return lambda w: nn.init.uniform_(w, -scale, scale)
+
+
+def _to_images(x: torch.Tensor) -> torch.Tensor:
+    """[B, 784] in Flax's [28, 28, 1] (NHWC) order -> [B, 1, 28, 28]."""
+    return x.view(x.shape[0], 28, 28, 1).permute(0, 3, 1, 2)
+
+
+def _flatten_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, H*W*C], flattened in Flax's NHWC order."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+
+
+class MLPGenerator(nn.Module):
+    """Seed 003 (:class:`gan_jax.mlp_models.MLPGenerator`): z [B, 100] -> 128 ReLU -> 784 tanh
+    -> [B, 1, 28, 28]; Xavier-uniform weights, zero biases."""
+
+    def __init__(self, latent_dim: int = 100, hidden: int = 128, channels_last: bool = False):
+        super().__init__()
+        del channels_last  # No convolutions.
+        self.fc1 = _init_linear_(nn.Linear(latent_dim, hidden), nn.init.xavier_uniform_)
+        self.fc2 = _init_linear_(nn.Linear(hidden, 28 * 28), nn.init.xavier_uniform_)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return _to_images(torch.tanh(self.fc2(F.relu(self.fc1(z)))))
+
+
+class MLPDiscriminator(nn.Module):
+    """Seed 003 (:class:`gan_jax.mlp_models.MLPDiscriminator`): [B, 1, 28, 28] -> 784 -> 128
+    ReLU -> logits [B]; Xavier-uniform weights, zero biases."""
+
+    def __init__(self, hidden: int = 128, channels_last: bool = False):
+        super().__init__()
+        del channels_last
+        self.fc1 = _init_linear_(nn.Linear(28 * 28, hidden), nn.init.xavier_uniform_)
+        self.fc2 = _init_linear_(nn.Linear(hidden, 1), nn.init.xavier_uniform_)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(_flatten_nhwc(x))))[:, 0]
+
+
+class GoodfellowGenerator(nn.Module):
+    """Goodfellow et al. 2014 (:class:`gan_jax.mlp_models.GoodfellowGenerator`): z [B, 100] ->
+    1200 ReLU -> 1200 ReLU -> 784 tanh -> [B, 1, 28, 28]; weights U(-0.05, 0.05)."""
+
+    def __init__(self, latent_dim: int = 100, hidden: int = 1200, channels_last: bool = False):
+        super().__init__()
+        del channels_last
+        init = _uniform(0.05)
+        self.fc1 = _init_linear_(nn.Linear(latent_dim, hidden), init)
+        self.fc2 = _init_linear_(nn.Linear(hidden, hidden), init)
+        self.fc3 = _init_linear_(nn.Linear(hidden, 28 * 28), init)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc2(F.relu(self.fc1(z))))
+        return _to_images(torch.tanh(self.fc3(x)))
+
+
+class Maxout(nn.Module):
+    """:class:`gan_jax.mlp_models.Maxout`: Linear(in, units * pieces), output j = max over the
+    pieces ``j * pieces ... j * pieces + pieces - 1`` (unit-major, as Flax's reshape)."""
+
+    def __init__(self, in_features: int, units: int, pieces: int, scale: float = 0.005):
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = _init_linear_(nn.Linear(in_features, units * pieces), _uniform(scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(x.shape[0], self.units, self.pieces).amax(dim=-1)
+
+
+class GoodfellowDiscriminator(nn.Module):
+    """Goodfellow et al. 2014 (:class:`gan_jax.mlp_models.GoodfellowDiscriminator`):
+    [B, 1, 28, 28] -> dropout 0.2 -> maxout 240x5 -> dropout 0.5 -> maxout 240x5 -> dropout 0.5
+    -> logits [B]; weights U(-0.005, 0.005). Dropout (inverted, as Flax's) is active in
+    ``train()`` mode; its masks are PyTorch's own stream, not ours."""
+
+    def __init__(self, units: int = 240, pieces: int = 5, channels_last: bool = False):
+        super().__init__()
+        del channels_last
+        self.drop_in = nn.Dropout(0.2)
+        self.maxout1 = Maxout(28 * 28, units, pieces)
+        self.drop1 = nn.Dropout(0.5)
+        self.maxout2 = Maxout(units, units, pieces)
+        self.drop2 = nn.Dropout(0.5)
+        self.fc = _init_linear_(nn.Linear(units, 1), _uniform(0.005))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxout1(self.drop_in(_flatten_nhwc(x)))
+        x = self.maxout2(self.drop1(x))
+        return self.fc(self.drop2(x))[:, 0]
+
+
 @dataclasses.dataclass(frozen=True)
 class TorchArchitecture:
     """A pair of PyTorch networks; ``image_shape`` is NCHW without the batch."""
@@ -177,9 +345,15 @@ class TorchArchitecture:
     image_shape: tuple[int, int, int]
 
 
-# Keyed like gan_jax.ARCHITECTURES; dcgan (28) and the MLPs are still to follow.
+# Keyed like gan_jax.ARCHITECTURES (every one of them has a reference).
 TORCH_ARCHITECTURES: dict[str, TorchArchitecture] = {
     "thesis": TorchArchitecture(ThesisGenerator, ThesisDiscriminator, (1, 28, 28)),
+    # The same networks (ours in stock Flax layers); one PyTorch reference serves both.
+    "thesis_plain": TorchArchitecture(ThesisGenerator, ThesisDiscriminator, (1, 28, 28)),
+    "mlp": TorchArchitecture(MLPGenerator, MLPDiscriminator, (1, 28, 28)),
+    "goodfellow_mlp": TorchArchitecture(GoodfellowGenerator, GoodfellowDiscriminator,
+                                        (1, 28, 28)),
+    "dcgan": TorchArchitecture(DCGANGenerator, DCGANDiscriminator, (1, 28, 28)),
     "dcgan64": TorchArchitecture(DCGAN64Generator, DCGAN64Discriminator, (3, 64, 64)),
 }
 
@@ -335,41 +509,72 @@ class TorchStepTimer:
         return elapsed
 
 
+# PyTorch layer type -> the Flax module name it is auto-named after (``Dense_0``, ...).
+_FLAX_NAMES = {nn.Linear: "Dense", nn.Conv2d: "Conv", nn.ConvTranspose2d: "ConvTranspose",
+               nn.modules.batchnorm._BatchNorm: "BatchNorm", Maxout: "Maxout"}
+
+
+def _flax_layers(module: nn.Module) -> dict[str, list[nn.Module]]:
+    """``module``'s parameterised layers by Flax name, each list in call (= Flax) order.
+
+    Containers (``ModuleList``, ``Sequential``) are looked through; parameter-free children
+    (dropout, activations) have no Flax twin and are skipped.
+    """
+    layers: dict[str, list[nn.Module]] = {}
+    for child in module.children():
+        flax_name = next((name for kind, name in _FLAX_NAMES.items()
+                          if isinstance(child, kind)), None)
+        if flax_name is not None:
+            layers.setdefault(flax_name, []).append(child)
+        elif isinstance(child, (nn.ModuleList, nn.Sequential)):
+            for name, mods in _flax_layers(child).items():
+                layers.setdefault(name, []).extend(mods)
+        elif any(True for _ in child.parameters()) or any(True for _ in child.buffers()):
+            raise ValueError(f"No Flax twin for {type(child).__name__}")
+    return layers
+
+
 def load_flax_variables(module: nn.Module, params, batch_stats=None) -> nn.Module:
     """Copies a Flax parameter tree of :mod:`gan_jax.models` into the PyTorch twin (in place).
 
     Dense kernels ``[in, out]`` become Linear weights ``[out, in]``; Conv kernels HWIO become
     OIHW; our ConvTranspose kernels ``[kh, kw, out, in]`` (the strided convolution being
     transposed) become ConvTranspose2d weights ``[in, out, kh, kw]``; BatchNorm scale / bias /
-    mean / var become weight / bias / running_mean / running_var.
-    """
-    def t(x):
-        return torch.from_numpy(np.array(x, np.float32))
+    mean / var become weight / bias / running_mean / running_var; a ``Maxout_i`` scope's
+    ``Dense_0`` becomes that :class:`Maxout`'s Linear (both keep the unit-major
+    ``units * pieces`` output order, so no reordering is needed).
 
-    layers: dict[str, list[nn.Module]] = {"Linear": [], "Conv2d": [], "ConvTranspose2d": [],
-                                          "BatchNorm": []}
-    for child in module.children():
-        kind = "BatchNorm" if isinstance(child, nn.modules.batchnorm._BatchNorm) \
-            else type(child).__name__
-        layers[kind].append(child)
-    flax_names = {"Linear": "Dense", "Conv2d": "Conv", "ConvTranspose2d": "ConvTranspose",
-                  "BatchNorm": "BatchNorm"}
-    expected = {f"{flax_names[k]}_{i}" for k, mods in layers.items() for i in range(len(mods))}
+    Layers are matched by Flax's auto-names: the i-th layer of a kind in ``module``'s
+    registration order is ``<Kind>_i``. ``batch_stats`` is needed when there is BatchNorm.
+    """
+    def copy(dst: torch.Tensor, src, transform=lambda x: x):
+        src = transform(torch.from_numpy(np.array(src, np.float32)))
+        if src.shape != dst.shape:  # copy_ would broadcast
+            raise ValueError(f"Flax array of shape {tuple(src.shape)} for {tuple(dst.shape)}")
+        dst.copy_(src)
+
+    layers = _flax_layers(module)
+    expected = {f"{name}_{i}" for name, mods in layers.items() for i in range(len(mods))}
     if expected != set(params):
         raise ValueError(f"Flax layers {sorted(params)} do not match {sorted(expected)}")
     with torch.no_grad():
         for kind, mods in layers.items():
             for i, layer in enumerate(mods):
-                p = params[f"{flax_names[kind]}_{i}"]
-                if kind == "Linear":
-                    layer.weight.copy_(t(p["kernel"]).T)
-                elif kind in ("Conv2d", "ConvTranspose2d"):
-                    layer.weight.copy_(t(p["kernel"]).permute(3, 2, 0, 1))
+                p = params[f"{kind}_{i}"]
+                if kind == "Maxout":
+                    load_flax_variables(layer, p)
+                    continue
+                if kind == "Dense":
+                    copy(layer.weight, p["kernel"], lambda k: k.T)
+                elif kind in ("Conv", "ConvTranspose"):
+                    copy(layer.weight, p["kernel"], lambda k: k.permute(3, 2, 0, 1))
                 else:
+                    if batch_stats is None:
+                        raise ValueError("BatchNorm layers need the Flax batch_stats")
                     stats = batch_stats[f"BatchNorm_{i}"]
-                    layer.weight.copy_(t(p["scale"]))
-                    layer.running_mean.copy_(t(stats["mean"]))
-                    layer.running_var.copy_(t(stats["var"]))
+                    copy(layer.weight, p["scale"])
+                    copy(layer.running_mean, stats["mean"])
+                    copy(layer.running_var, stats["var"])
                 if "bias" in p:
-                    layer.bias.copy_(t(p["bias"]))
+                    copy(layer.bias, p["bias"])
     return module
