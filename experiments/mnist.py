@@ -31,6 +31,9 @@ flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX .gz files 
 flags.DEFINE_integer("log_every", _D.log_every, "Steps between progress lines.")
 flags.DEFINE_integer("sample_every", _D.sample_every, "Steps between sample grids and plots.")
 flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps between checkpoints.")
+flags.DEFINE_integer("eval_every", _D.eval_every, "Steps between evaluations (FD, classifier "
+                     "score, classes covered; see experiments.evaluate); 0 turns them off.")
+flags.DEFINE_integer("eval_samples", _D.eval_samples, "Generated images per evaluation.")
 
 FLAGS = flags.FLAGS
 

@@ -15,7 +15,8 @@ from typing import Any, Optional
 # Fields that may differ between a run and its resumption: where things live, how long to
 # train and how often to report. Everything else defines the computation and must match.
 RESUMABLE_FIELDS = frozenset(
-    {"workdir", "data_dir", "num_steps", "log_every", "sample_every", "checkpoint_every"})
+    {"workdir", "data_dir", "num_steps", "log_every", "sample_every", "checkpoint_every",
+     "eval_every", "eval_samples"})
 # Fields that never enter a compiled function (the seed only makes the keys passed to it).
 _NOT_COMPILED = RESUMABLE_FIELDS | {"seed"}
 
@@ -41,6 +42,8 @@ class Config:
     log_every: int = 100
     sample_every: int = 500
     checkpoint_every: int = 500
+    eval_every: int = 500  # 0: no evaluation during training
+    eval_samples: int = 2000
 
     def __post_init__(self):
         # Import here: the registries import jax/flax, the config itself should stay cheap.
@@ -53,6 +56,11 @@ class Config:
                      "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0 turns evaluation off), got "
+                             f"{self.eval_every}")
+        if self.eval_samples < 100:
+            raise ValueError(f"eval_samples must be >= 100, got {self.eval_samples}")
         if self.num_steps < 0:
             raise ValueError(f"num_steps must be >= 0, got {self.num_steps}")
         if not self.learning_rate > 0:

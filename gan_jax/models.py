@@ -10,6 +10,7 @@ Architectures register themselves in :data:`ARCHITECTURES`; ``--arch`` picks one
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -81,16 +82,22 @@ class ThesisDiscriminator(nn.Module):
     x [B, 28, 28, 1] -> Conv 32, 5x5, valid -> LeakyReLU(0.01) -> MaxPool 2 -> Conv 64, 5x5,
     valid -> LeakyReLU(0.01) -> MaxPool 2 -> flatten (4*4*64) -> Dense 1024 -> LeakyReLU(0.01)
     -> Dense 1 -> logits [B].
+
+    ``plain=True`` pools with Flax's stock ``nn.max_pool`` (same values and gradients; its
+    backward pass is slow on XLA:CPU).
     """
 
     negative_slope: float = 0.01
+    plain: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         del train  # No BatchNorm or dropout; kept for a uniform signature.
         act = lambda h: nn.leaky_relu(h, self.negative_slope)  # noqa: E731
-        x = max_pool_2x2(act(nn.Conv(32, (5, 5), padding="VALID")(x)))
-        x = max_pool_2x2(act(nn.Conv(64, (5, 5), padding="VALID")(x)))
+        pool = ((lambda h: nn.max_pool(h, (2, 2), (2, 2))) if self.plain  # noqa: E731
+                else max_pool_2x2)
+        x = pool(act(nn.Conv(32, (5, 5), padding="VALID")(x)))
+        x = pool(act(nn.Conv(64, (5, 5), padding="VALID")(x)))
         x = x.reshape(x.shape[0], -1)
         x = act(nn.Dense(4 * 4 * 64)(x))
         return nn.Dense(1)(x)[:, 0]
@@ -107,6 +114,10 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "thesis": Architecture(ThesisGenerator, ThesisDiscriminator, (28, 28, 1)),
+    # The same networks in stock Flax layers (nn.ConvTranspose, nn.max_pool): the reference
+    # that the speed and time-to-quality comparisons measure the default against.
+    "thesis_plain": Architecture(functools.partial(ThesisGenerator, plain=True),
+                                 functools.partial(ThesisDiscriminator, plain=True), (28, 28, 1)),
     "mlp": Architecture(mlp_models.MLPGenerator, mlp_models.MLPDiscriminator, (28, 28, 1)),
     "goodfellow_mlp": Architecture(mlp_models.GoodfellowGenerator,
                                    mlp_models.GoodfellowDiscriminator, (28, 28, 1)),

@@ -56,17 +56,20 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_curves(records: Sequence[dict], path: str, smooth: int = 25) -> None:
-    """Plots D(x), D(G(z)) (with the 1/2 line) and both losses against the step.
+    """Plots D(x), D(G(z)) (with the 1/2 line), both losses, and FD if evaluated, against step.
 
     Args:
       records: per-step metric dicts with keys ``step``, ``d_real``, ``d_fake``, ``d_loss``,
-        ``g_loss`` (rows of metrics.jsonl).
+        ``g_loss`` (rows of metrics.jsonl); rows with ``fd`` add a third panel, the Frechet
+        distance in the evaluator's feature space (log scale).
       path: PNG to write.
       smooth: moving-average window drawn over the raw (faint) curves.
     """
-    fig = Figure(figsize=(11, 4), dpi=100)
+    evaluated = [r for r in records if "fd" in r]
+    fig = Figure(figsize=(16 if evaluated else 11, 4), dpi=100)
     FigureCanvasAgg(fig)
-    ax_d, ax_l = fig.subplots(1, 2)
+    axes = fig.subplots(1, 3 if evaluated else 2)
+    ax_d, ax_l = axes[0], axes[1]
     steps = np.array([r["step"] for r in records])
     for ax, keys, labels in (
         (ax_d, ("d_real", "d_fake"), ("D(x)", "D(G(z))")),
@@ -88,6 +91,15 @@ def plot_curves(records: Sequence[dict], path: str, smooth: int = 25) -> None:
     ax_l.set_title("Losses")
     ax_d.legend(loc="upper right")
     ax_l.legend(loc="upper right")
+    if evaluated:
+        ax_f = axes[2]
+        ax_f.plot([r["step"] for r in evaluated], [r["fd"] for r in evaluated], "o-",
+                  color="tab:green", label="FD (evaluator features)")
+        ax_f.set_yscale("log")
+        ax_f.set_xlabel("step")
+        ax_f.set_title("Frechet distance to the test set (lower is better)")
+        ax_f.grid(alpha=0.3, which="both")
+        ax_f.legend(loc="upper right")
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp)

@@ -2,9 +2,12 @@
 
 Workdir layout:
   config.json            the run's :class:`~gan_jax.config.Config`
-  metrics.jsonl          one JSON row per step: step, d_loss, g_loss, d_real, d_fake, g_d_fake
+  metrics.jsonl          one JSON row per step: step, d_loss, g_loss, d_real, d_fake, g_d_fake;
+                         every eval_every steps also fd, score, classes_covered, class_kl
+                         (gan_jax.scoring.quick_scores on eval_samples fakes from a fixed z)
+  eval_card.json         how those were made: evaluator name and sha256, real split, sizes
   samples/step_NNNNNN.png  grids of G(z) for one fixed z (seed 000 Fig. 2.2)
-  curves.png             D(x), D(G(z)) with the 1/2 line, and the losses (Fig. 2.3)
+  curves.png             D(x), D(G(z)) with the 1/2 line, the losses (Fig. 2.3), and FD
   checkpoints/<step>/    orbax checkpoints of the whole GANState
 
 Running :func:`train` again on the same workdir resumes from the newest complete checkpoint and
@@ -34,7 +37,7 @@ import numpy as np
 from absl import logging
 
 from gan_jax import data as data_lib
-from gan_jax import parallel, plotting, sampling
+from gan_jax import parallel, plotting, sampling, scoring
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.config import Config, check_resumable, load_config, save_config
 from gan_jax.models import get_architecture
@@ -42,6 +45,7 @@ from gan_jax.state import GANState, abstract_state, build_gan, create_state
 from gan_jax.steps import make_train_step
 
 NUM_GRID_SAMPLES = 100  # a 10 x 10 grid: enough to see all ten digits
+EVAL_KEYS = ("fd", "score", "classes_covered", "class_kl")  # logged every eval_every steps
 
 
 class TrainingDiverged(RuntimeError):
@@ -52,6 +56,12 @@ def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The run's three independent streams from ``--seed``: (init, train, fixed-sample) keys."""
     init_key, train_key, sample_key = jax.random.split(jax.random.key(seed), 3)
     return init_key, train_key, sample_key
+
+
+def eval_key(seed: int) -> jax.Array:
+    """The key of the in-training evaluation's fakes: the same z at every evaluation, a stream
+    of its own (folded off the grid's key)."""
+    return jax.random.fold_in(run_keys(seed)[2], 1)
 
 
 def load_training_images(config: Config) -> np.ndarray:
@@ -99,8 +109,11 @@ class _Outputs:
     """The workdir's files, and the logic of when each is written."""
 
     def __init__(self, config: Config, checkpointer: Checkpointer, start_step: int,
-                 mesh: Optional[jax.sharding.Mesh] = None):
+                 mesh: Optional[jax.sharding.Mesh] = None,
+                 reference: Optional[scoring.Reference] = None):
         self.config = config
+        self.reference = reference
+        self.eval_key = eval_key(config.seed)
         # Multi-host: every process computes (the arrays are global), only process 0 writes.
         self.writer = jax.process_index() == 0
         self.workdir = config.workdir
@@ -119,23 +132,42 @@ class _Outputs:
     def record(self, step: int, metrics: dict) -> None:
         self.pending.append((step, metrics))
 
-    def flush(self) -> None:
-        """Fetches pending device metrics (one transfer), appends them, stops on NaN/inf."""
+    def flush(self, evaluate: Optional[GANState] = None) -> None:
+        """Fetches pending device metrics (one transfer), appends them, stops on NaN/inf.
+
+        ``evaluate``: the state after the last pending step, whose evaluation metrics
+        (:func:`gan_jax.scoring.quick_scores`) join that step's row.
+        """
         if not self.pending:
             return
         fetched = jax.device_get([m for _, m in self.pending])
         new_rows = [{"step": s, **{k: float(v) for k, v in m.items()}}
                     for (s, _), m in zip(self.pending, fetched)]
         self.pending = []
+        bad = next(({k: v for k, v in row.items() if not math.isfinite(v)} for row in new_rows
+                    if not all(math.isfinite(v) for v in row.values())), None)
+        if bad is None and evaluate is not None:
+            new_rows[-1].update(self.evaluate(evaluate, new_rows[-1]["step"]))
         if self.writer:
             with open(self.metrics_path, "a") as f:
                 for row in new_rows:
                     f.write(json.dumps(row) + "\n")
         self.rows.extend(new_rows)
-        for row in new_rows:
-            bad = {k: v for k, v in row.items() if not math.isfinite(v)}
-            if bad:
-                self.diverged(f"non-finite {bad} at step {row['step']}")
+        if bad is not None:
+            step = next(row["step"] for row in new_rows
+                        if not all(math.isfinite(v) for v in row.values()))
+            self.diverged(f"non-finite {bad} at step {step}")
+
+    def evaluate(self, state: GANState, step: int) -> dict:
+        """FD, classifier score, classes covered and class KL of ``eval_samples`` fakes."""
+        images = sampling.sample(self.config, state, self.eval_key, self.config.eval_samples)
+        if not np.all(np.isfinite(images)):
+            self.diverged(f"non-finite generator output at step {step}")
+        scores = scoring.quick_scores(images, self.reference)
+        logging.info("step %d eval (%d samples): FD %.3f  classifier score %.2f  classes "
+                     "covered %d  class KL %.3f", step, self.config.eval_samples, scores["fd"],
+                     scores["score"], scores["classes_covered"], scores["class_kl"])
+        return {k: float(scores[k]) for k in EVAL_KEYS}
 
     def diverged(self, what: str) -> None:
         last = self.checkpointer.latest_step()
@@ -204,7 +236,11 @@ def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
         train_key = parallel.replicate(train_key, mesh)
     if jax.process_index() == 0:
         save_config(config, config_path)
-    outputs = _Outputs(config, checkpointer, start, mesh)
+    reference = _eval_reference(config)
+    if reference is not None and jax.process_index() == 0:
+        scoring.write_eval_json(scoring.card(reference, config.eval_samples),
+                                os.path.join(config.workdir, "eval_card.json"))
+    outputs = _Outputs(config, checkpointer, start, mesh, reference)
     if start == 0:
         outputs.samples(state, 0)
     train_step = make_train_step(config, images, mesh=mesh)
@@ -223,8 +259,10 @@ def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
         log = step % config.log_every == 0 or last
         draw = step % config.sample_every == 0 or last
         save = step % config.checkpoint_every == 0 or last
-        if log or draw or save:
-            outputs.flush()  # Also the NaN check: before anything is saved.
+        evaluate = outputs.reference is not None and (step % config.eval_every == 0 or last)
+        if log or draw or save or evaluate:
+            # Also the NaN check: before anything is evaluated or saved.
+            outputs.flush(state if evaluate else None)
         if log:
             row = outputs.rows[-1]
             rate = (step - s_window) / max(time.time() - t_window, 1e-9)
@@ -240,6 +278,22 @@ def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
             outputs.checkpoint(state, step)
     checkpointer.close()
     return state
+
+
+def _eval_reference(config: Config) -> Optional[scoring.Reference]:
+    """The real side of the in-training evaluation, or None when it is off or unavailable."""
+    if config.eval_every == 0:
+        return None
+    if scoring.evaluator_for_dataset(config.dataset) is None:
+        logging.warning("No evaluator registered for dataset %r: training without evaluation "
+                        "(see gan_jax.evaluator.register_evaluator).", config.dataset)
+        return None
+    try:
+        return scoring.load_reference(config.dataset, config.data_dir)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"evaluation during training (--eval_every={config.eval_every}) needs "
+                         f"the {config.dataset} test split and the evaluator: {e}. Pass "
+                         "--eval_every=0 to train without it.") from e
 
 
 def _format_seconds(seconds: float) -> str:

@@ -7,7 +7,8 @@ import pytest
 from gan_jax.config import Config
 from tests.helpers import write_mnist_dir
 
-TINY = Config(batch_size=8, num_steps=4, log_every=2, sample_every=2, checkpoint_every=2)
+TINY = Config(batch_size=8, num_steps=4, log_every=2, sample_every=2, checkpoint_every=2,
+              eval_every=0)
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _tiny_flags(workdir, data_dir, num_steps=4, checkpoint_every=2):
     return ["--batch_size=8", f"--num_steps={num_steps}", "--log_every=2", "--sample_every=2",
-            f"--checkpoint_every={checkpoint_every}", f"--workdir={workdir}", f"--data_dir={data_dir}"]
+            f"--checkpoint_every={checkpoint_every}", f"--workdir={workdir}", f"--data_dir={data_dir}",
+            "--eval_every=0"]
 
 
 def _run(module, *args, timeout=240):
@@ -43,7 +44,7 @@ def _final_state(workdir, config):
 @pytest.mark.parametrize("flag,valid", [
     ("--objective=wgan-typo", "<minimax|nonsaturating>"),
     ("--prior=cauchy", "<normal|uniform>"),
-    ("--arch=resnet", "<dcgan|dcgan64|goodfellow_mlp|mlp|thesis>"),
+    ("--arch=resnet", "<dcgan|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
 ])
 def test_unknown_flag_values_list_the_valid_ones(flag, valid):
     result = _run("experiments.mnist", flag)

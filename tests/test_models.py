@@ -104,8 +104,24 @@ def test_fast_generator_equals_plain_flax_generator(thesis):
                                    rtol=1e-3, atol=1e-5)
 
 
+def test_plain_discriminator_equals_fast_discriminator(thesis):
+    """thesis_plain's D (nn.max_pool) and the default D: same logits and gradients."""
+    _, d, _, d_vars = thesis
+    plain = models.ThesisDiscriminator(plain=True)
+    x = jax.random.normal(jax.random.key(4), (3, 28, 28, 1))
+
+    def run(module):
+        return jax.value_and_grad(lambda p: jnp.sum(module.apply({"params": p}, x) ** 2))(
+            d_vars["params"])
+
+    (value_fast, grads_fast), (value_plain, grads_plain) = run(d), run(plain)
+    np.testing.assert_allclose(value_fast, value_plain, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 grads_fast, grads_plain)
+
+
 def test_unknown_architecture_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['dcgan', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis'\]"):
+    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['dcgan', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis', 'thesis_plain'\]"):
         models.get_architecture("vgg")
 
 
@@ -116,6 +132,8 @@ def test_unknown_architecture_lists_valid_names():
     ("dcgan", 100, 1_781_504, 431_872, 2 * 384, 2 * 384, (28, 28, 1)),
     # Seed 003: 100*128+128 + 128*784+784 | 784*128+128 + 128+1
     ("mlp", 100, 114_064, 100_609, 0, 0, (28, 28, 1)),
+    # The thesis networks in stock Flax layers: the same counts as "thesis".
+    ("thesis_plain", 96, 6_675_009, 1_102_721, 2 * (1024 + 6272 + 64), 0, (28, 28, 1)),
 ])
 def test_registered_architectures(name, latent, g_count, d_count, g_stats, d_stats, shape):
     arch = models.get_architecture(name)
