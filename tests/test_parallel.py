@@ -36,7 +36,7 @@ def tick(name):  # wall-clock seconds since start, per phase (for diagnosing slo
 
 report = {"initialized": initialized, "is_initialized": jax.distributed.is_initialized(),
           "device_count": jax.device_count()}
-config = gan_jax.Config(batch_size=16)  # 2 examples per device
+config = gan_jax.Config(batch_size=16, eval_every=0)  # 2 examples per device; no evaluator data
 images = np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype(np.float32)
 init_key, key, _ = gan_jax.run_keys(config.seed)  # the keys gan_jax.train uses
 mesh = parallel.data_mesh()
