@@ -10,20 +10,31 @@ import sys
 from absl import app, flags, logging
 
 import gan_jax
-from gan_jax.config import Config
+from gan_jax.config import BASE_DEFAULTS, OPTIMIZERS, Config
 
 _D = Config()
+_B = BASE_DEFAULTS
 flags.DEFINE_enum("objective", _D.objective, sorted(gan_jax.OBJECTIVES), "GAN objective.")
 flags.DEFINE_enum("arch", _D.arch, sorted(gan_jax.ARCHITECTURES), "Generator/discriminator pair.")
 flags.DEFINE_enum("prior", _D.prior, sorted(gan_jax.PRIORS), "Noise prior p_z.")
 flags.DEFINE_enum("dataset", _D.dataset, ["mnist", "fashion_mnist"], "Training data.")
-flags.DEFINE_integer("latent_dim", _D.latent_dim, "Dimension of z.")
-flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size m (real and fake each).")
-flags.DEFINE_integer("disc_steps", _D.disc_steps, "k: discriminator updates per generator update.")
+flags.DEFINE_integer("latent_dim", None, "Dimension of z (default: the architecture's; "
+                     f"thesis {_B['latent_dim']}, DCGAN and MLPs 100).")
+flags.DEFINE_integer("batch_size", None, "Minibatch size m, real and fake each (default: "
+                     f"{_B['batch_size']}; WGAN, WGAN-GP 64).")
+flags.DEFINE_integer("disc_steps", None, "k (n_critic): discriminator updates per generator "
+                     f"update (default {_B['disc_steps']}; WGAN, WGAN-GP 5).")
 flags.DEFINE_integer("num_steps", _D.num_steps, "Iterations of Algorithm 1 (generator updates).")
-flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate (both networks).")
-flags.DEFINE_float("b1", _D.b1, "Adam beta1.")
-flags.DEFINE_float("b2", _D.b2, "Adam beta2.")
+flags.DEFINE_enum("optimizer", None, list(OPTIMIZERS), "Optimiser of both networks (default "
+                  "adam; WGAN rmsprop).")
+flags.DEFINE_float("learning_rate", None, "Learning rate of both networks (default: thesis "
+                   "1e-3, DCGAN 2e-4, WGAN 5e-5, WGAN-GP 1e-4).")
+flags.DEFINE_float("b1", None, "Adam beta1 (default 0.5; WGAN-GP 0).")
+flags.DEFINE_float("b2", None, "Adam beta2 (default 0.999; WGAN-GP 0.9).")
+flags.DEFINE_float("clip", None, "WGAN: critic weights clipped to [-clip, clip] (default 0.01).")
+flags.DEFINE_float("gp_weight", None, "WGAN-GP: gradient penalty weight lambda (default 10).")
+flags.DEFINE_bool("wgan_warmup", _D.wgan_warmup, "WGAN: the original code's schedule, 100 "
+                  "critic updates for the first 25 generator updates and every 500th.")
 flags.DEFINE_integer("seed", _D.seed, "Root PRNG seed.")
 flags.DEFINE_string("workdir", "/tmp/gan_jax/mnist", "Output directory (resumed if it exists).")
 flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX .gz files (or a tfds "
@@ -39,7 +50,7 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags() -> Config:
-    return Config(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(Config)})
+    return Config(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(Config) if f.init})
 
 
 def main(argv):

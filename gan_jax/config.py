@@ -1,8 +1,19 @@
 """The one frozen configuration object of a run, mirrored one-to-one by the absl flags.
 
-Defaults are the thesis GAN of seed 000 (SPEC 3A): nonsaturating objective, U(-1, 1) prior with
-96 dimensions, Adam(lr 1e-3, betas 0.5 / 0.999), k = 1 discriminator step per generator step,
-minibatches of 128 (CS231n assignment 3, which the thesis follows).
+Settings left as None are filled in when the Config is made, from (lowest to highest priority):
+
+1. the thesis GAN of seed 000 (SPEC 3A): Adam(lr 1e-3, betas 0.5 / 0.999), k = 1
+   discriminator step per generator step, minibatches of 128, 96-d z
+   (:data:`BASE_DEFAULTS`);
+2. the architecture's paper (:attr:`gan_jax.models.Architecture.defaults`; e.g. DCGAN: Adam
+   lr 2e-4, 100-d z);
+3. the objective's paper (:attr:`gan_jax.losses.Objective.defaults`; e.g. WGAN: RMSProp
+   lr 5e-5, batch 64, n_critic 5, clip 0.01);
+4. what the caller (or a flag) sets explicitly.
+
+The Config then holds only effective values: config.json records exactly what ran, and
+resuming compares effective values. ``replace`` re-applies the defaults to the fields that
+were never set explicitly, so ``Config().replace(objective="wgan")`` gets WGAN's settings.
 """
 
 from __future__ import annotations
@@ -20,22 +31,39 @@ RESUMABLE_FIELDS = frozenset(
 # Fields that never enter a compiled function (the seed only makes the keys passed to it).
 _NOT_COMPILED = RESUMABLE_FIELDS | {"seed"}
 
+OPTIMIZERS = ("adam", "rmsprop")
+# Level 1 of the defaults (the thesis GAN); see the module docstring.
+BASE_DEFAULTS = {"latent_dim": 96, "batch_size": 128, "disc_steps": 1, "optimizer": "adam",
+                 "learning_rate": 1e-3, "b1": 0.5, "b2": 0.999}
+# Settings that exist only for some objectives / optimisers (None elsewhere).
+_OBJECTIVE_ONLY = {"clip": "weight_clipping", "gp_weight": "gradient_penalty"}
+_ADAM_ONLY = ("b1", "b2")
+DEFAULTED_FIELDS = tuple(BASE_DEFAULTS) + tuple(_OBJECTIVE_ONLY)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Hyperparameters of one GAN run; every field is a flag of ``experiments.mnist``."""
+    """Hyperparameters of one GAN run; every field is a flag of ``experiments.mnist``.
+
+    None in a field of :data:`DEFAULTED_FIELDS` means "the default for this objective and
+    architecture" (module docstring); after construction every such field holds its value.
+    """
 
     objective: str = "nonsaturating"
     arch: str = "thesis"
     prior: str = "uniform"
     dataset: str = "mnist"
-    latent_dim: int = 96
-    batch_size: int = 128
-    disc_steps: int = 1
+    latent_dim: Optional[int] = None
+    batch_size: Optional[int] = None
+    disc_steps: Optional[int] = None
     num_steps: int = 3000
-    learning_rate: float = 1e-3
-    b1: float = 0.5
-    b2: float = 0.999
+    optimizer: Optional[str] = None
+    learning_rate: Optional[float] = None
+    b1: Optional[float] = None
+    b2: Optional[float] = None
+    clip: Optional[float] = None
+    gp_weight: Optional[float] = None
+    wgan_warmup: bool = False
     seed: int = 0
     workdir: Optional[str] = None
     data_dir: Optional[str] = None
@@ -44,14 +72,40 @@ class Config:
     checkpoint_every: int = 500
     eval_every: int = 500  # 0: no evaluation during training
     eval_samples: int = 2000
+    # Names of the defaulted fields the caller set (not part of equality, hash or JSON).
+    explicit: frozenset = dataclasses.field(default=frozenset(), init=False, compare=False,
+                                            repr=False)
 
     def __post_init__(self):
         # Import here: the registries import jax/flax, the config itself should stay cheap.
         from gan_jax import losses, models, priors
 
-        losses.get_objective(self.objective)
-        models.get_architecture(self.arch)
+        objective = losses.get_objective(self.objective)
+        arch = models.get_architecture(self.arch)
         priors.get_prior(self.prior)
+        explicit = frozenset(name for name in DEFAULTED_FIELDS if getattr(self, name) is not None)
+        object.__setattr__(self, "explicit", explicit)
+        for name, flag in _OBJECTIVE_ONLY.items():
+            if name in explicit and not getattr(objective, flag):
+                users = sorted(n for n, o in losses.OBJECTIVES.items() if getattr(o, flag))
+                raise ValueError(f"{name} applies to objective {users} only, not "
+                                 f"{self.objective!r}")
+        defaults = {**BASE_DEFAULTS, **arch.defaults, **objective.defaults}
+        for name in DEFAULTED_FIELDS:
+            if name not in explicit:
+                object.__setattr__(self, name, defaults.get(name))
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}; valid: {list(OPTIMIZERS)}")
+        if self.optimizer != "adam":
+            given = sorted(set(_ADAM_ONLY) & explicit)
+            if given:
+                raise ValueError(f"{given} are Adam's betas; optimizer {self.optimizer!r} "
+                                 "does not use them")
+            for name in _ADAM_ONLY:
+                object.__setattr__(self, name, None)
+        self._validate()
+
+    def _validate(self) -> None:
         for name in ("latent_dim", "batch_size", "disc_steps", "log_every", "sample_every",
                      "checkpoint_every"):
             if getattr(self, name) < 1:
@@ -65,13 +119,24 @@ class Config:
             raise ValueError(f"num_steps must be >= 0, got {self.num_steps}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("b1", "b2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in _ADAM_ONLY:
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError(f"clip must be > 0, got {self.clip}")
+        if self.gp_weight is not None and not self.gp_weight >= 0:
+            raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight}")
+        if self.wgan_warmup and self.objective != "wgan":
+            raise ValueError("wgan_warmup applies to objective 'wgan' only")
 
     def replace(self, **changes: Any) -> "Config":
-        """A copy with ``changes`` applied (validated again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied; defaults re-derived for fields never set."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        for name in DEFAULTED_FIELDS:
+            if name not in self.explicit:
+                values[name] = None
+        return Config(**{**values, **changes})
 
     def computation(self) -> "Config":
         """This config with the fields that do not change the compiled computation reset.
@@ -83,11 +148,12 @@ class Config:
         return self.replace(**{name: getattr(defaults, name) for name in _NOT_COMPILED})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The effective values of every field (what config.json records)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"Unknown config fields {unknown}; valid: {sorted(known)}")
@@ -120,7 +186,7 @@ def check_resumable(saved: Config, requested: Config, path: str) -> None:
     diffs = {
         f.name: (getattr(saved, f.name), getattr(requested, f.name))
         for f in dataclasses.fields(Config)
-        if f.name not in RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(requested, f.name)
+        if f.init and f.name not in RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(requested, f.name)
     }
     if diffs:
         lines = ", ".join(f"{k}: saved {a!r} vs requested {b!r}" for k, (a, b) in sorted(diffs.items()))

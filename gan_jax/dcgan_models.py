@@ -65,14 +65,19 @@ class DCGANDiscriminator(nn.Module):
     final_kernel: int = 4
     negative_slope: float = 0.2
     dropout: float = 0.0
+    # "batch" (Radford et al.) or "layer": LayerNorm over each example's (H, W, C), the
+    # WGAN-GP critic's choice (Gulrajani et al. 2017: no BatchNorm in a per-example penalty).
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         for i, (features, k) in enumerate(zip(self.channels, self.kernels)):
             x = nn.Conv(features, (k, k), (2, 2), padding=((1, 1), (1, 1)), use_bias=False,
                         kernel_init=_W_INIT)(x)
-            if i > 0:  # no BatchNorm on D's input layer
-                x = _batch_norm(train)(x)
+            if i > 0:  # no normalisation on D's input layer
+                x = (_batch_norm(train)(x) if self.norm == "batch"
+                     else nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1,
+                                       epsilon=1e-5)(x))
             x = nn.leaky_relu(x, self.negative_slope)
             if self.dropout:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -85,13 +90,13 @@ def dcgan64_generator() -> nn.Module:
     return DCGANGenerator(base_size=4, channels=(512, 256, 128, 64), out_channels=3)
 
 
-def dcgan64_discriminator() -> nn.Module:
-    return DCGANDiscriminator(channels=(64, 128, 256, 512), kernels=(4, 4, 4, 4))
+def dcgan64_discriminator(norm: str = "batch") -> nn.Module:
+    return DCGANDiscriminator(channels=(64, 128, 256, 512), kernels=(4, 4, 4, 4), norm=norm)
 
 
 def dcgan28_generator() -> nn.Module:
     return DCGANGenerator(base_size=7, channels=(256, 128), out_channels=1)
 
 
-def dcgan28_discriminator() -> nn.Module:
-    return DCGANDiscriminator(channels=(64, 128, 256), kernels=(4, 4, 3))
+def dcgan28_discriminator(norm: str = "batch") -> nn.Module:
+    return DCGANDiscriminator(channels=(64, 128, 256), kernels=(4, 4, 3), norm=norm)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+import types
+from typing import Any, Callable, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -110,7 +111,17 @@ class Architecture:
     generator: Callable[[], nn.Module]
     discriminator: Callable[[], nn.Module]
     image_shape: tuple[int, int, int]
+    # Settings of the architecture's paper (Config fields), over gan_jax.config.BASE_DEFAULTS.
+    defaults: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({}))
+    # A BatchNorm-free discriminator for objectives whose critic must treat examples
+    # independently (WGAN-GP's per-example gradient penalty); None: ``discriminator`` is one.
+    critic: Optional[Callable[[], nn.Module]] = None
 
+
+_DEFAULTS_Z100 = types.MappingProxyType({"latent_dim": 100})
+_DEFAULTS_DCGAN = types.MappingProxyType(
+    {"latent_dim": 100, "learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "batch_size": 128})
 
 ARCHITECTURES: dict[str, Architecture] = {
     "thesis": Architecture(ThesisGenerator, ThesisDiscriminator, (28, 28, 1)),
@@ -118,14 +129,27 @@ ARCHITECTURES: dict[str, Architecture] = {
     # that the speed and time-to-quality comparisons measure the default against.
     "thesis_plain": Architecture(functools.partial(ThesisGenerator, plain=True),
                                  functools.partial(ThesisDiscriminator, plain=True), (28, 28, 1)),
-    "mlp": Architecture(mlp_models.MLPGenerator, mlp_models.MLPDiscriminator, (28, 28, 1)),
+    # Both MLP papers draw 100-d noise.
+    "mlp": Architecture(mlp_models.MLPGenerator, mlp_models.MLPDiscriminator, (28, 28, 1),
+                        defaults=_DEFAULTS_Z100),
     "goodfellow_mlp": Architecture(mlp_models.GoodfellowGenerator,
-                                   mlp_models.GoodfellowDiscriminator, (28, 28, 1)),
+                                   mlp_models.GoodfellowDiscriminator, (28, 28, 1),
+                                   defaults=_DEFAULTS_Z100),
+    # Radford et al. 2015: 100-d z, Adam lr 2e-4, beta1 0.5, minibatches of 128.
     "dcgan": Architecture(dcgan_models.dcgan28_generator, dcgan_models.dcgan28_discriminator,
-                          (28, 28, 1)),
+                          (28, 28, 1), defaults=_DEFAULTS_DCGAN,
+                          critic=functools.partial(dcgan_models.dcgan28_discriminator,
+                                                   norm="layer")),
     "dcgan64": Architecture(dcgan_models.dcgan64_generator, dcgan_models.dcgan64_discriminator,
-                            (64, 64, 3)),
+                            (64, 64, 3), defaults=_DEFAULTS_DCGAN,
+                            critic=functools.partial(dcgan_models.dcgan64_discriminator,
+                                                     norm="layer")),
 }
+
+
+def discriminator_for(arch: Architecture, per_example: bool) -> nn.Module:
+    """The architecture's discriminator; its BatchNorm-free critic when ``per_example``."""
+    return arch.critic() if per_example and arch.critic is not None else arch.discriminator()
 
 
 def get_architecture(name: str) -> Architecture:

@@ -55,7 +55,8 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, kernel, mode="valid")
 
 
-def plot_curves(records: Sequence[dict], path: str, smooth: int = 25) -> None:
+def plot_curves(records: Sequence[dict], path: str, smooth: int = 25,
+                probabilistic: bool = True) -> None:
     """Plots D(x), D(G(z)) (with the 1/2 line), both losses, and FD if evaluated, against step.
 
     Args:
@@ -64,6 +65,8 @@ def plot_curves(records: Sequence[dict], path: str, smooth: int = 25) -> None:
         distance in the evaluator's feature space (log scale).
       path: PNG to write.
       smooth: moving-average window drawn over the raw (faint) curves.
+      probabilistic: D's outputs are probabilities (the Goodfellow family: drawn on [0, 1]
+        with the 1/2 line); False for critics, whose raw mean scores are drawn.
     """
     evaluated = [r for r in records if "fd" in r]
     fig = Figure(figsize=(16 if evaluated else 11, 4), dpi=100)
@@ -72,7 +75,7 @@ def plot_curves(records: Sequence[dict], path: str, smooth: int = 25) -> None:
     ax_d, ax_l = axes[0], axes[1]
     steps = np.array([r["step"] for r in records])
     for ax, keys, labels in (
-        (ax_d, ("d_real", "d_fake"), ("D(x)", "D(G(z))")),
+        (ax_d, ("d_real", "d_fake"), ("D(x)", "D(G(z))") if probabilistic else ("f(x)", "f(G(z))")),
         (ax_l, ("d_loss", "g_loss"), ("discriminator loss", "generator loss")),
     ):
         for key, label, color in zip(keys, labels, ("tab:blue", "tab:orange")):
@@ -84,10 +87,14 @@ def plot_curves(records: Sequence[dict], path: str, smooth: int = 25) -> None:
             ax.plot(steps[len(steps) - len(smoothed):], smoothed, color=color, label=label)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    ax_d.axhline(0.5, color="black", linestyle="--", linewidth=1, label="1/2")
-    ax_d.set_ylim(0.0, 1.0)
-    ax_d.set_ylabel("mean probability of 'real'")
-    ax_d.set_title("Discriminator outputs (seed 000, Fig. 2.3)")
+    if probabilistic:
+        ax_d.axhline(0.5, color="black", linestyle="--", linewidth=1, label="1/2")
+        ax_d.set_ylim(0.0, 1.0)
+        ax_d.set_ylabel("mean probability of 'real'")
+        ax_d.set_title("Discriminator outputs (seed 000, Fig. 2.3)")
+    else:
+        ax_d.set_ylabel("mean critic score")
+        ax_d.set_title("Critic outputs on real and fake")
     ax_l.set_title("Losses")
     ax_d.legend(loc="upper right")
     ax_l.legend(loc="upper right")

@@ -53,10 +53,25 @@ class GAN:
     objective: losses.Objective
     latent_dim: int
     image_shape: tuple[int, int, int]
+    clip: Optional[float] = None  # WGAN: critic parameters projected to [-clip, clip]
+    gp_weight: Optional[float] = None  # WGAN-GP: lambda
 
     def sample_z(self, key: jax.Array, num: int) -> jax.Array:
         """``[num, latent_dim]`` draws from the prior."""
         return self.prior(key, (num, self.latent_dim))
+
+
+def make_optimizer(config: Config, learning_rate: Any) -> optax.GradientTransformation:
+    """``config.optimizer`` at ``learning_rate``.
+
+    ``rmsprop`` is PyTorch's ``torch.optim.RMSprop`` with its defaults (alpha 0.99, eps 1e-8
+    added outside the square root), the optimiser of the WGAN paper's code.
+    """
+    if config.optimizer == "adam":
+        return optax.adam(learning_rate, b1=config.b1, b2=config.b2)
+    if config.optimizer == "rmsprop":
+        return optax.rmsprop(learning_rate, decay=0.99, eps=1e-8, eps_in_sqrt=False)
+    raise ValueError(f"Unknown optimizer {config.optimizer!r}")
 
 
 def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
@@ -65,21 +80,23 @@ def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
     Args:
       config: the run's configuration.
       learning_rate: overrides ``config.learning_rate``; may be a traced scalar, which is how
-        :mod:`gan_jax.sweep` trains runs with different learning rates in one program (Adam's
-        state does not depend on the learning rate, so the state is unchanged).
+        :mod:`gan_jax.sweep` trains runs with different learning rates in one program (the
+        optimiser states do not depend on the learning rate, so the state is unchanged).
     """
     arch = models.get_architecture(config.arch)
+    objective = losses.get_objective(config.objective)
     lr = config.learning_rate if learning_rate is None else learning_rate
-    adam = lambda: optax.adam(lr, b1=config.b1, b2=config.b2)  # noqa: E731
     return GAN(
         generator=arch.generator(),
-        discriminator=arch.discriminator(),
-        g_optimizer=adam(),
-        d_optimizer=adam(),
+        discriminator=models.discriminator_for(arch, objective.gradient_penalty),
+        g_optimizer=make_optimizer(config, lr),
+        d_optimizer=make_optimizer(config, lr),
         prior=priors.get_prior(config.prior),
-        objective=losses.get_objective(config.objective),
+        objective=objective,
         latent_dim=config.latent_dim,
         image_shape=arch.image_shape,
+        clip=config.clip,
+        gp_weight=config.gp_weight,
     )
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from gan_jax import data as data_lib
-from gan_jax import parallel
+from gan_jax import losses, parallel
 from gan_jax.config import Config
 from gan_jax.state import GAN, GANState, build_gan
 
@@ -84,26 +84,45 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
     fake, g_batch_stats = _apply(gan.generator, state.g_params, state.g_batch_stats, z)
     fake = jax.lax.stop_gradient(fake)
     dropout_real, dropout_fake = _dropout_keys(key, 2)
+    objective = gan.objective
 
     def loss_fn(d_params):
         real_logits, d_stats = _apply(gan.discriminator, d_params, state.d_batch_stats, real,
                                       dropout_real)
         fake_logits, d_stats = _apply(gan.discriminator, d_params, d_stats, fake, dropout_fake)
-        loss = gan.objective.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
-        return loss, (d_stats, real_logits, fake_logits)
+        loss = objective.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
+        aux = {}
+        if objective.gradient_penalty:
+            # The critic has no BatchNorm here (models.discriminator_for), so it is a
+            # per-example function and the penalty's gradient rows are per-example gradients.
+            critic = lambda x: _apply(gan.discriminator, d_params, d_stats, x,  # noqa: E731
+                                      jax.random.fold_in(key, 3))[0]
+            penalty, grad_norm = losses.gradient_penalty(
+                critic, real, fake, jax.random.fold_in(key, 2))
+            aux = {"gradient_penalty": penalty, "critic_grad_norm": grad_norm}
+            loss = loss + gan.gp_weight * penalty
+        return loss, (d_stats, real_logits, fake_logits, aux)
 
-    (loss, (d_stats, real_logits, fake_logits)), grads = jax.value_and_grad(
+    (loss, (d_stats, real_logits, fake_logits, aux)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.d_params)
     d_params, d_opt_state = _optimizer_step(gan.d_optimizer, grads, state.d_opt_state,
                                             state.d_params)
+    if objective.weight_clipping:
+        d_params = losses.clip_params(d_params, gan.clip)
     state = state.replace(d_params=d_params, d_batch_stats=d_stats, d_opt_state=d_opt_state,
                           g_batch_stats=g_batch_stats)
-    metrics = {
-        "d_loss": loss,
-        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-    }
+    metrics = {"d_loss": loss, "d_real": _mean_output(objective, real_logits),
+               "d_fake": _mean_output(objective, fake_logits), **aux}
+    if not objective.probabilistic:
+        # The critic's estimate of E f(x) - E f(G(z)) (for WGAN: of W(P_r, P_g) up to the
+        # Lipschitz constant), before this update.
+        metrics["critic_gap"] = jnp.mean(real_logits) - jnp.mean(fake_logits)
     return state, metrics
+
+
+def _mean_output(objective, logits: jax.Array) -> jax.Array:
+    """Mean D(x) as a probability (sigmoid of the logits), or the critic's mean raw score."""
+    return jnp.mean(jax.nn.sigmoid(logits) if objective.probabilistic else logits)
 
 
 def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
@@ -128,7 +147,7 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
     g_params, g_opt_state = _optimizer_step(gan.g_optimizer, grads, state.g_opt_state,
                                             state.g_params)
     state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
-    return state, {"g_loss": loss, "g_d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+    return state, {"g_loss": loss, "g_d_fake": _mean_output(gan.objective, fake_logits)}
 
 
 def train_step_fn(config: Config, state: GANState, key: jax.Array, images: jax.Array,
@@ -148,11 +167,53 @@ def train_step_fn(config: Config, state: GANState, key: jax.Array, images: jax.A
     gan = build_gan(config, learning_rate)
     k, batch_size = config.disc_steps, config.batch_size
     data_key, noise_key = jax.random.split(key)
+    if config.wgan_warmup:
+        return _warmup_step(config, gan, state, data_key, noise_key, images, batch_sharding)
     keys = jax.random.split(jax.random.fold_in(noise_key, state.step), k + 1)
     for i in range(k):  # k is small and static; unrolled.
         idx = data_lib.batch_indices(data_key, state.step * k + i, images.shape[0], batch_size)
         state, d_metrics = discriminator_update(gan, state, images[idx], keys[i], batch_sharding)
     state, g_metrics = generator_update(gan, state, batch_size, keys[k], batch_sharding)
+    return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+
+
+WARMUP_CRITIC_STEPS = 100  # WGAN code: Diters = 100 if gen_iterations < 25 or % 500 == 0
+WARMUP_GENERATOR_STEPS = 25
+WARMUP_EVERY = 500
+
+
+def warmup_critic_steps(step: jax.Array, k: int) -> jax.Array:
+    """Critic updates before generator update ``step`` under the WGAN warm-up schedule."""
+    warm = (step < WARMUP_GENERATOR_STEPS) | (step % WARMUP_EVERY == 0)
+    return jnp.where(warm, WARMUP_CRITIC_STEPS, k)
+
+
+def _critic_updates_before(step: jax.Array, k: int) -> jax.Array:
+    """Total critic updates in generator steps 0..step-1 (closed form of the schedule)."""
+    warm = (jnp.minimum(step, WARMUP_GENERATOR_STEPS)
+            + jnp.maximum(0, (step - 1) // WARMUP_EVERY)
+            * (step > WARMUP_GENERATOR_STEPS))
+    return k * step + (WARMUP_CRITIC_STEPS - k) * warm
+
+
+def _warmup_step(config, gan, state, data_key, noise_key, images, batch_sharding):
+    """One iteration with the WGAN code's schedule: 100 critic updates for each of the first 25
+    generator updates and every 500th, ``disc_steps`` otherwise (a ``fori_loop`` with a
+    traced trip count). Real minibatches continue the same epoch stream as without warm-up."""
+    k, batch_size = config.disc_steps, config.batch_size
+    d_root, g_key = jax.random.split(jax.random.fold_in(noise_key, state.step))
+    first = _critic_updates_before(state.step, k)
+
+    def critic_update(i, state):
+        idx = data_lib.batch_indices(data_key, first + i, images.shape[0], batch_size)
+        return discriminator_update(gan, state, images[idx], jax.random.fold_in(d_root, i),
+                                    batch_sharding)
+
+    state, d_metrics = critic_update(0, state)
+    state, d_metrics = jax.lax.fori_loop(
+        1, warmup_critic_steps(state.step, k), lambda i, c: critic_update(i, c[0]),
+        (state, d_metrics))
+    state, g_metrics = generator_update(gan, state, batch_size, g_key, batch_sharding)
     return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
 
 

@@ -40,6 +40,7 @@ from gan_jax import data as data_lib
 from gan_jax import parallel, plotting, sampling, scoring
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.config import Config, check_resumable, load_config, save_config
+from gan_jax.losses import get_objective
 from gan_jax.models import get_architecture
 from gan_jax.state import GANState, abstract_state, build_gan, create_state
 from gan_jax.steps import make_train_step
@@ -182,7 +183,8 @@ class _Outputs:
         path = os.path.join(self.samples_dir, f"step_{step:06d}.png")
         plotting.save_image_grid(np.asarray(images), path, ncols=10)
         if self.rows:
-            plotting.plot_curves(self.rows, os.path.join(self.workdir, "curves.png"))
+            plotting.plot_curves(self.rows, os.path.join(self.workdir, "curves.png"),
+                                 probabilistic=get_objective(self.config.objective).probabilistic)
 
     def checkpoint(self, state: GANState, step: int) -> None:
         if not bool(_all_finite(state)):

@@ -1,6 +1,7 @@
 """The frozen config: defaults from the thesis, validation, JSON round trip, resume checks."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -19,7 +20,7 @@ def test_frozen():
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("objective", "wgan-foo", r"Unknown objective 'wgan-foo'; valid: \['minimax', 'nonsaturating'\]"),
+    ("objective", "wgan-foo", r"Unknown objective 'wgan-foo'; valid: \['hinge', 'lsgan', 'minimax', 'nonsaturating', 'wgan', 'wgan-gp'\]"),
     ("arch", "resnet", r"Unknown architecture 'resnet'; valid: \['dcgan', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis', 'thesis_plain'\]"),
     ("prior", "cauchy", r"valid: \['normal', 'uniform'\]"),
     ("batch_size", 0, "batch_size must be >= 1"),
@@ -63,3 +64,48 @@ def test_computation_drops_only_bookkeeping_fields():
     assert hash(a.computation()) == hash(b.computation())
     assert a.computation() == a.replace(seed=1).computation()  # the seed only makes keys
     assert a.computation() != a.replace(objective="minimax").computation()
+
+
+def test_objective_and_architecture_defaults_fill_unset_fields():
+    thesis = Config()
+    assert (thesis.optimizer, thesis.learning_rate, thesis.b1, thesis.b2, thesis.batch_size,
+            thesis.disc_steps, thesis.latent_dim, thesis.clip, thesis.gp_weight) == (
+        "adam", 1e-3, 0.5, 0.999, 128, 1, 96, None, None)
+    dcgan = Config(arch="dcgan")
+    assert (dcgan.learning_rate, dcgan.b1, dcgan.latent_dim, dcgan.batch_size) == (2e-4, 0.5, 100, 128)
+    wgan = Config(objective="wgan", arch="dcgan")  # the objective's paper wins over the arch's
+    assert (wgan.optimizer, wgan.learning_rate, wgan.batch_size, wgan.disc_steps, wgan.clip,
+            wgan.b1, wgan.b2, wgan.latent_dim) == ("rmsprop", 5e-5, 64, 5, 0.01, None, None, 100)
+    gp = Config(objective="wgan-gp")
+    assert (gp.optimizer, gp.learning_rate, gp.b1, gp.b2, gp.batch_size, gp.disc_steps,
+            gp.gp_weight, gp.clip) == ("adam", 1e-4, 0.0, 0.9, 64, 5, 10.0, None)
+    # Flags win; replace() re-derives what was never set.
+    assert Config(objective="wgan", learning_rate=1e-4, clip=0.05).learning_rate == 1e-4
+    moved = thesis.replace(objective="wgan")
+    assert (moved.optimizer, moved.learning_rate, moved.clip) == ("rmsprop", 5e-5, 0.01)
+    kept = Config(learning_rate=3e-3).replace(objective="wgan")
+    assert kept.learning_rate == 3e-3 and kept.disc_steps == 5
+    assert moved.replace(objective="nonsaturating") == thesis
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"clip": 0.01}, r"clip applies to objective \['wgan'\] only"),
+    ({"gp_weight": 5.0}, r"gp_weight applies to objective \['wgan-gp'\] only"),
+    ({"objective": "wgan", "b1": 0.5}, r"Adam's betas; optimizer 'rmsprop'"),
+    ({"optimizer": "sgd"}, r"Unknown optimizer 'sgd'; valid: \['adam', 'rmsprop'\]"),
+    ({"wgan_warmup": True}, "wgan_warmup applies to objective 'wgan' only"),
+    ({"objective": "wgan", "clip": 0.0}, "clip must be > 0"),
+])
+def test_settings_of_other_objectives_are_refused(changes, match):
+    with pytest.raises(ValueError, match=match):
+        Config(**changes)
+
+
+def test_config_json_records_effective_values(tmp_path):
+    path = str(tmp_path / "config.json")
+    save_config(Config(objective="wgan"), path)
+    saved = json.loads(open(path).read())
+    assert (saved["optimizer"], saved["learning_rate"], saved["clip"], saved["batch_size"]) == (
+        "rmsprop", 5e-5, 0.01, 64)
+    assert "explicit" not in saved
+    assert load_config(path) == Config(objective="wgan")

@@ -42,7 +42,7 @@ def _final_state(workdir, config):
 
 
 @pytest.mark.parametrize("flag,valid", [
-    ("--objective=wgan-typo", "<minimax|nonsaturating>"),
+    ("--objective=wgan-typo", "<hinge|lsgan|minimax|nonsaturating|wgan|wgan-gp>"),
     ("--prior=cauchy", "<normal|uniform>"),
     ("--arch=resnet", "<dcgan|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
 ])

@@ -79,5 +79,96 @@ def test_objectives_share_the_discriminator_loss_and_same_fixed_point_direction(
 
 
 def test_unknown_objective_lists_valid_names():
-    with pytest.raises(ValueError, match=r"'wasserstein'.*\['minimax', 'nonsaturating'\]"):
+    with pytest.raises(ValueError, match=r"'wasserstein'.*\['hinge', 'lsgan', 'minimax', 'nonsaturating', 'wgan', 'wgan-gp'\]"):
         losses.get_objective("wasserstein")
+
+
+# ------------------------------------------------------------------ critics: WGAN, LSGAN, hinge
+
+def test_wasserstein_losses_golden():
+    # mean(FAKE) = 0.625, mean(REAL) = 0.375
+    np.testing.assert_allclose(
+        losses.wasserstein_critic_loss(real_logits=REAL, fake_logits=FAKE), 0.25, rtol=1e-6)
+    np.testing.assert_allclose(losses.wasserstein_generator_loss(fake_logits=FAKE), -0.625,
+                               rtol=1e-6)
+
+
+def test_least_squares_losses_golden():
+    # 1/2 mean((r - 1)^2) = 1/2 * (1 + 4 + 0.25 + 1) / 4; 1/2 mean(f^2) = 1/2 * (9 + 2.25 + 0 + 16) / 4
+    expected_d = 0.5 * 6.25 / 4 + 0.5 * 27.25 / 4
+    np.testing.assert_allclose(
+        losses.least_squares_discriminator_loss(real_logits=REAL, fake_logits=FAKE),
+        expected_d, rtol=1e-6)
+    np.testing.assert_allclose(expected_d, 4.1875)
+    # 1/2 mean((f - 1)^2) = 1/2 * (16 + 0.25 + 1 + 9) / 4
+    np.testing.assert_allclose(losses.least_squares_generator_loss(fake_logits=FAKE),
+                               0.5 * 26.25 / 4, rtol=1e-6)
+
+
+def test_hinge_losses_golden():
+    # relu(1 - r): [0, 2, 0.5, 1] -> 0.875; relu(1 + f): [0, 2.5, 1, 5] -> 2.125
+    np.testing.assert_allclose(
+        losses.hinge_discriminator_loss(real_logits=REAL, fake_logits=FAKE), 3.0, rtol=1e-6)
+    np.testing.assert_allclose(losses.OBJECTIVES["hinge"].generator_loss(fake_logits=FAKE),
+                               -0.625, rtol=1e-6)
+
+
+def test_every_objective_has_golden_losses_pinned():
+    pinned = {"minimax", "nonsaturating", "wgan", "wgan-gp", "lsgan", "hinge"}
+    assert set(losses.OBJECTIVES) == pinned  # a new objective needs golden values here
+    assert losses.OBJECTIVES["wgan-gp"].discriminator_loss is losses.wasserstein_critic_loss
+
+
+def _tiny_critic(params, x):
+    """A nonlinear per-example critic on [B, 2, 3, 1] images."""
+    h = jnp.tanh(x.reshape(x.shape[0], -1) @ params["w1"] + params["b1"])
+    return (h ** 2) @ params["w2"]
+
+
+def test_gradient_penalty_is_per_example_and_matches_float64_finite_differences():
+    rng = np.random.default_rng(0)
+    params = {"w1": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32),
+              "b1": jnp.asarray(rng.normal(size=5), jnp.float32),
+              "w2": jnp.asarray(rng.normal(size=5), jnp.float32)}
+    real = jnp.asarray(rng.normal(size=(4, 2, 3, 1)), jnp.float32)
+    fake = jnp.asarray(rng.normal(size=(4, 2, 3, 1)), jnp.float32)
+    key = jax.random.key(7)
+    penalty, mean_norm = losses.gradient_penalty(lambda x: _tiny_critic(params, x), real, fake,
+                                                 key)
+
+    # Reference: the same interpolation weights, each example's gradient by central
+    # differences of its own critic value, in float64.
+    eps = np.asarray(jax.random.uniform(key, (4, 1, 1, 1), jnp.float32), np.float64)
+    xhat = eps * np.asarray(real, np.float64) + (1 - eps) * np.asarray(fake, np.float64)
+    p64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
+
+    def f64(x):  # one example [2, 3, 1] -> scalar
+        h = np.tanh(x.reshape(-1) @ p64["w1"] + p64["b1"])
+        return (h ** 2) @ p64["w2"]
+
+    norms = []
+    for i in range(4):
+        grad = np.zeros(6)
+        for j in range(6):
+            step = np.zeros(6)
+            step[j] = 1e-6
+            grad[j] = (f64(xhat[i].reshape(-1) + step) - f64(xhat[i].reshape(-1) - step)) / 2e-6
+        norms.append(np.linalg.norm(grad))
+    norms = np.array(norms)
+    np.testing.assert_allclose(penalty, np.mean((norms - 1) ** 2), rtol=1e-4)
+    np.testing.assert_allclose(mean_norm, np.mean(norms), rtol=1e-4)
+    # Not the norm of the batch-summed gradient (the classic bug): that would differ here.
+    summed = np.linalg.norm(np.sum([n for n in norms]))
+    assert abs(float(mean_norm) - summed) > 1e-2
+    # Differentiable in the critic's parameters.
+    grads = jax.grad(lambda p: losses.gradient_penalty(
+        lambda x: _tiny_critic(p, x), real, fake, key)[0])(params)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(grads))
+
+
+def test_clip_params_keeps_every_weight_in_the_box():
+    tree = {"a": jnp.array([-1.0, -0.005, 0.0, 0.3]), "b": {"c": jnp.full((3, 3), 7.0)}}
+    clipped = losses.clip_params(tree, 0.01)
+    for leaf in jax.tree.leaves(clipped):
+        assert float(jnp.max(jnp.abs(leaf))) <= 0.01
+    np.testing.assert_array_equal(clipped["a"], np.float32([-0.01, -0.005, 0.0, 0.01]))

@@ -7,6 +7,7 @@ import pytest
 
 from gan_jax import data as data_lib
 from gan_jax import sampling, steps
+from gan_jax.config import Config
 from gan_jax.state import build_gan, create_state
 from tests.helpers import tree_equal
 
@@ -161,3 +162,68 @@ def test_golden_first_step(stepped):
               "g_d_fake": 0.0028671, "g_loss": 5.8674479}
     for name, value in golden.items():
         np.testing.assert_allclose(metrics[name], value, rtol=2e-4, err_msg=name)
+
+
+# ------------------------------------------------------------------ critics: WGAN and WGAN-GP
+
+def test_wgan_step_clips_every_critic_weight(tiny_config, tiny_images):
+    config = tiny_config.replace(objective="wgan", arch="mlp")
+    assert (config.disc_steps, config.clip, config.optimizer) == (5, 0.01, "rmsprop")
+    before = _fresh(config)
+    assert max(float(jnp.max(jnp.abs(p))) for p in jax.tree.leaves(before.d_params)) > 0.01
+    state, metrics = steps.make_train_step(config, tiny_images)(before, KEY)
+    for leaf in jax.tree.leaves(state.d_params):
+        assert float(jnp.max(jnp.abs(leaf))) <= 0.01
+    metrics = jax.device_get(metrics)
+    assert set(metrics) == {"d_loss", "d_real", "d_fake", "critic_gap", "g_loss", "g_d_fake"}
+    # Critic metrics are raw scores: d_loss = mean f(G(z)) - mean f(x) = -critic_gap.
+    np.testing.assert_allclose(metrics["d_loss"], -metrics["critic_gap"], rtol=1e-5)
+    np.testing.assert_allclose(metrics["critic_gap"], metrics["d_real"] - metrics["d_fake"],
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_wgan_gp_step_logs_the_penalty(tiny_config, tiny_images):
+    config = tiny_config.replace(objective="wgan-gp", arch="mlp")
+    state, metrics = steps.make_train_step(config, tiny_images)(_fresh(config), KEY)
+    metrics = jax.device_get(metrics)
+    assert {"gradient_penalty", "critic_grad_norm", "critic_gap"} <= set(metrics)
+    assert metrics["gradient_penalty"] > 0 and metrics["critic_grad_norm"] > 0
+    assert int(state.step) == 1
+
+
+def test_wgan_gp_critic_has_no_batchnorm():
+    from gan_jax.state import count_params
+    for arch in ("dcgan", "dcgan64"):
+        normal, critic = _fresh(Config(arch=arch)), _fresh(Config(arch=arch, objective="wgan-gp"))
+        assert normal.d_batch_stats and not critic.d_batch_stats
+        # LayerNorm has a scale and a bias per channel, like BatchNorm: same parameter count.
+        assert count_params(critic.d_params) == count_params(normal.d_params)
+
+
+def test_warmup_schedule_closed_form():
+    k = 5
+    counts = [int(steps.warmup_critic_steps(jnp.int32(s), k)) for s in range(1600)]
+    assert counts[:25] == [100] * 25 and counts[25] == 5 and counts[499] == 5
+    assert counts[500] == counts[1000] == counts[1500] == 100 and counts[501] == 5
+    totals = np.concatenate([[0], np.cumsum(counts)])
+    for s in (0, 1, 24, 25, 26, 499, 500, 501, 1000, 1001, 1599):
+        assert int(steps._critic_updates_before(jnp.int32(s), k)) == totals[s], s
+
+
+def test_warmup_step_runs_the_schedule(tiny_config, tiny_images):
+    """Step 0 with warm-up = 100 critic updates (each on its own batch and key), then G."""
+    config = tiny_config.replace(objective="wgan", arch="mlp", wgan_warmup=True)
+    after, _ = jax.jit(lambda s: steps.train_step_fn(config, s, KEY, jnp.asarray(tiny_images)))(
+        _fresh(config))
+    gan, state = build_gan(config), _fresh(config)
+    data_key, noise_key = jax.random.split(KEY)
+    d_root, g_key = jax.random.split(jax.random.fold_in(noise_key, 0))
+    d_update = jax.jit(lambda s, real, key: steps.discriminator_update(gan, s, real, key)[0])
+    for i in range(100):
+        idx = data_lib.batch_indices(data_key, i, len(tiny_images), config.batch_size)
+        state = d_update(state, jnp.asarray(tiny_images)[idx], jax.random.fold_in(d_root, i))
+    state, _ = steps.generator_update(gan, state, config.batch_size, g_key)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 after.d_params, state.d_params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 after.g_params, state.g_params)
