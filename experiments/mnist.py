@@ -10,7 +10,7 @@ import sys
 from absl import app, flags, logging
 
 import gan_jax
-from gan_jax.config import BASE_DEFAULTS, OPTIMIZERS, Config
+from gan_jax.config import BASE_DEFAULTS, D_ACTIVATIONS, OPTIMIZERS, Config
 
 _D = Config()
 _B = BASE_DEFAULTS
@@ -35,6 +35,8 @@ flags.DEFINE_float("clip", None, "WGAN: critic weights clipped to [-clip, clip] 
 flags.DEFINE_float("gp_weight", None, "WGAN-GP: gradient penalty weight lambda (default 10).")
 flags.DEFINE_bool("wgan_warmup", _D.wgan_warmup, "WGAN: the original code's schedule, 100 "
                   "critic updates for the first 25 generator updates and every 500th.")
+flags.DEFINE_enum("d_activation", None, list(D_ACTIVATIONS), "Discriminator activation for "
+                  "thesis/dcgan/dcgan64 (default leaky_relu; seed 001's ablation).")
 flags.DEFINE_integer("seed", _D.seed, "Root PRNG seed.")
 flags.DEFINE_string("workdir", "/tmp/gan_jax/mnist", "Output directory (resumed if it exists).")
 flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX .gz files (or a tfds "

@@ -34,10 +34,11 @@ _NOT_COMPILED = RESUMABLE_FIELDS | {"seed"}
 OPTIMIZERS = ("adam", "rmsprop")
 # Level 1 of the defaults (the thesis GAN); see the module docstring.
 BASE_DEFAULTS = {"latent_dim": 96, "batch_size": 128, "disc_steps": 1, "optimizer": "adam",
-                 "learning_rate": 1e-3, "b1": 0.5, "b2": 0.999}
+                 "learning_rate": 1e-3, "b1": 0.5, "b2": 0.999, "d_activation": "leaky_relu"}
 # Settings that exist only for some objectives / optimisers (None elsewhere).
 _OBJECTIVE_ONLY = {"clip": "weight_clipping", "gp_weight": "gradient_penalty"}
 _ADAM_ONLY = ("b1", "b2")
+D_ACTIVATIONS = ("leaky_relu", "relu")
 DEFAULTED_FIELDS = tuple(BASE_DEFAULTS) + tuple(_OBJECTIVE_ONLY)
 
 
@@ -64,6 +65,9 @@ class Config:
     clip: Optional[float] = None
     gp_weight: Optional[float] = None
     wgan_warmup: bool = False
+    # "leaky_relu" | "relu" in D, where the architecture offers both (seed 001's ablation);
+    # None after construction for architectures whose D has no such choice (MLPs).
+    d_activation: Optional[str] = None
     seed: int = 0
     workdir: Optional[str] = None
     data_dir: Optional[str] = None
@@ -94,6 +98,16 @@ class Config:
         for name in DEFAULTED_FIELDS:
             if name not in explicit:
                 object.__setattr__(self, name, defaults.get(name))
+        if arch.d_activations:
+            if self.d_activation not in arch.d_activations:
+                raise ValueError(f"Unknown d_activation {self.d_activation!r} for --arch="
+                                 f"{self.arch}; valid: {list(arch.d_activations)}")
+        elif "d_activation" in explicit:
+            offering = sorted(n for n, a in models.ARCHITECTURES.items() if a.d_activations)
+            raise ValueError(f"d_activation is fixed by --arch={self.arch}; it can be chosen for "
+                             f"{offering}")
+        else:
+            object.__setattr__(self, "d_activation", None)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; valid: {list(OPTIMIZERS)}")
         if self.optimizer != "adam":

@@ -114,21 +114,28 @@ class Architecture:
     # Settings of the architecture's paper (Config fields), over gan_jax.config.BASE_DEFAULTS.
     defaults: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({}))
-    # A BatchNorm-free discriminator for objectives whose critic must treat examples
-    # independently (WGAN-GP's per-example gradient penalty); None: ``discriminator`` is one.
-    critic: Optional[Callable[[], nn.Module]] = None
+    # D has BatchNorm and accepts ``norm="layer"``: the BatchNorm-free critic that objectives
+    # with a per-example gradient penalty (WGAN-GP) get.
+    d_batchnorm: bool = False
+    # Values of --d_activation D accepts (passed as ``negative_slope``: the architecture's
+    # LeakyReLU slope, or 0 for ReLU); empty: fixed by the architecture.
+    d_activations: tuple[str, ...] = ()
+    d_negative_slope: float = 0.0
 
 
+_LEAKY_OR_RELU = ("leaky_relu", "relu")
 _DEFAULTS_Z100 = types.MappingProxyType({"latent_dim": 100})
 _DEFAULTS_DCGAN = types.MappingProxyType(
     {"latent_dim": 100, "learning_rate": 2e-4, "b1": 0.5, "b2": 0.999, "batch_size": 128})
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "thesis": Architecture(ThesisGenerator, ThesisDiscriminator, (28, 28, 1)),
+    "thesis": Architecture(ThesisGenerator, ThesisDiscriminator, (28, 28, 1),
+                           d_activations=_LEAKY_OR_RELU, d_negative_slope=0.01),
     # The same networks in stock Flax layers (nn.ConvTranspose, nn.max_pool): the reference
     # that the speed and time-to-quality comparisons measure the default against.
     "thesis_plain": Architecture(functools.partial(ThesisGenerator, plain=True),
-                                 functools.partial(ThesisDiscriminator, plain=True), (28, 28, 1)),
+                                 functools.partial(ThesisDiscriminator, plain=True), (28, 28, 1),
+                                 d_activations=_LEAKY_OR_RELU, d_negative_slope=0.01),
     # Both MLP papers draw 100-d noise.
     "mlp": Architecture(mlp_models.MLPGenerator, mlp_models.MLPDiscriminator, (28, 28, 1),
                         defaults=_DEFAULTS_Z100),
@@ -137,19 +144,33 @@ ARCHITECTURES: dict[str, Architecture] = {
                                    defaults=_DEFAULTS_Z100),
     # Radford et al. 2015: 100-d z, Adam lr 2e-4, beta1 0.5, minibatches of 128.
     "dcgan": Architecture(dcgan_models.dcgan28_generator, dcgan_models.dcgan28_discriminator,
-                          (28, 28, 1), defaults=_DEFAULTS_DCGAN,
-                          critic=functools.partial(dcgan_models.dcgan28_discriminator,
-                                                   norm="layer")),
+                          (28, 28, 1), defaults=_DEFAULTS_DCGAN, d_batchnorm=True,
+                          d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2),
     "dcgan64": Architecture(dcgan_models.dcgan64_generator, dcgan_models.dcgan64_discriminator,
-                            (64, 64, 3), defaults=_DEFAULTS_DCGAN,
-                            critic=functools.partial(dcgan_models.dcgan64_discriminator,
-                                                     norm="layer")),
+                            (64, 64, 3), defaults=_DEFAULTS_DCGAN, d_batchnorm=True,
+                            d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2),
 }
 
 
-def discriminator_for(arch: Architecture, per_example: bool) -> nn.Module:
-    """The architecture's discriminator; its BatchNorm-free critic when ``per_example``."""
-    return arch.critic() if per_example and arch.critic is not None else arch.discriminator()
+def discriminator_for(arch: Architecture, per_example: bool = False,
+                      d_activation: Optional[str] = None) -> nn.Module:
+    """The architecture's discriminator.
+
+    Args:
+      arch: a registered architecture.
+      per_example: the objective needs a critic without BatchNorm (LayerNorm replaces it).
+      d_activation: ``"leaky_relu"`` or ``"relu"`` where the architecture offers the choice
+        (seed 001's ablation); None keeps its own.
+    """
+    kwargs = {}
+    if per_example and arch.d_batchnorm:
+        kwargs["norm"] = "layer"
+    if d_activation is not None and arch.d_activations:
+        if d_activation not in arch.d_activations:
+            raise ValueError(f"Unknown d_activation {d_activation!r}; valid: "
+                             f"{list(arch.d_activations)}")
+        kwargs["negative_slope"] = arch.d_negative_slope if d_activation == "leaky_relu" else 0.0
+    return arch.discriminator(**kwargs)
 
 
 def get_architecture(name: str) -> Architecture:

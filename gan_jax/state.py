@@ -88,7 +88,8 @@ def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
     lr = config.learning_rate if learning_rate is None else learning_rate
     return GAN(
         generator=arch.generator(),
-        discriminator=models.discriminator_for(arch, objective.gradient_penalty),
+        discriminator=models.discriminator_for(arch, objective.gradient_penalty,
+                                               config.d_activation),
         g_optimizer=make_optimizer(config, lr),
         d_optimizer=make_optimizer(config, lr),
         prior=priors.get_prior(config.prior),

@@ -109,3 +109,15 @@ def test_config_json_records_effective_values(tmp_path):
         "rmsprop", 5e-5, 0.01, 64)
     assert "explicit" not in saved
     assert load_config(path) == Config(objective="wgan")
+
+
+def test_d_activation_choice():
+    assert Config().d_activation == "leaky_relu" and Config(arch="dcgan").d_activation == "leaky_relu"
+    assert Config(arch="mlp").d_activation is None  # fixed by the architecture
+    assert Config(arch="dcgan", d_activation="relu").d_activation == "relu"
+    with pytest.raises(ValueError, match=r"d_activation is fixed by --arch=mlp; it can be chosen "
+                                         r"for \['dcgan', 'dcgan64', 'thesis', 'thesis_plain'\]"):
+        Config(arch="mlp", d_activation="relu")
+    with pytest.raises(ValueError, match=r"Unknown d_activation 'elu' for --arch=thesis; valid: "
+                                         r"\['leaky_relu', 'relu'\]"):
+        Config(d_activation="elu")

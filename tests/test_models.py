@@ -181,3 +181,22 @@ def test_goodfellow_mlp_counts_and_dropout():
     y = jax.random.normal(jax.random.key(6), (3, 4))
     pre = y @ mv["params"]["Dense_0"]["kernel"] + mv["params"]["Dense_0"]["bias"]
     np.testing.assert_allclose(m.apply(mv, y), pre.reshape(3, 2, 3).max(-1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("arch,slope", [("thesis", 0.01), ("dcgan", 0.2)])
+def test_d_activation_relu_vs_leaky_relu(arch, slope):
+    """Same parameters; ReLU zeroes what LeakyReLU scales by the architecture's slope."""
+    a = models.get_architecture(arch)
+    leaky = models.discriminator_for(a, d_activation="leaky_relu")
+    relu = models.discriminator_for(a, d_activation="relu")
+    assert leaky.negative_slope == slope and relu.negative_slope == 0.0
+    x = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
+    variables = leaky.init(jax.random.key(1), x, train=False)
+    assert jax.tree.structure(relu.init(jax.random.key(1), x, train=False)) == jax.tree.structure(variables)
+    out_leaky = leaky.apply(variables, x, train=False)
+    out_relu = relu.apply(variables, x, train=False)
+    assert not np.allclose(out_leaky, out_relu)
+    # ReLU D == the same network with every LeakyReLU slope set to 0, by construction.
+    zero = models.ThesisDiscriminator(negative_slope=0.0) if arch == "thesis" else None
+    if zero is not None:
+        np.testing.assert_array_equal(zero.apply(variables, x), out_relu)
