@@ -34,9 +34,10 @@ from gan_jax.benchmark import (QUIET_CORES, SweepTimer, TrainStepTimer, interlea
 
 flags.DEFINE_enum("objective", "nonsaturating", sorted(gan_jax.OBJECTIVES), "GAN objective.")
 flags.DEFINE_enum("arch", "thesis", sorted(gan_jax.ARCHITECTURES), "Architecture.")
-flags.DEFINE_integer("batch_size", 128, "Minibatch size.")
-flags.DEFINE_integer("disc_steps", 1, "k.")
-flags.DEFINE_integer("latent_dim", gan_jax.Config().latent_dim, "Dimension of z.")
+flags.DEFINE_integer("batch_size", None, "Minibatch size (default: the run's, see "
+                     "experiments.mnist).")
+flags.DEFINE_integer("disc_steps", None, "k (default: the objective's).")
+flags.DEFINE_integer("latent_dim", None, "Dimension of z (default: the architecture's).")
 flags.DEFINE_integer("sweep", 0, "If N > 0: time N runs vmapped into one step against one "
                      "run at a time (N sequential runs), instead of JAX against PyTorch.")
 flags.DEFINE_integer("num_images", 1024, "Size of the in-memory random dataset.")
@@ -117,6 +118,13 @@ def main(argv):
                 torch_reference.get_torch_architecture(config.arch)  # raises, listing them
             use_torch = False
             descriptions["pytorch"] = f"skipped: no PyTorch reference for {config.arch!r}"
+        elif config.objective not in torch_reference.GENERATOR_LOSSES:
+            if FLAGS.torch:
+                raise app.UsageError(
+                    f"no PyTorch reference for objective {config.objective!r}; it has "
+                    f"{sorted(torch_reference.GENERATOR_LOSSES)}")
+            use_torch = False
+            descriptions["pytorch"] = f"skipped: no PyTorch reference for {config.objective!r}"
     if use_torch:
         torch_timer = torch_reference.TorchStepTimer(
             config, images, channels_last=FLAGS.torch_channels_last, adam=FLAGS.torch_adam)
