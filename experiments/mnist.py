@@ -17,7 +17,8 @@ _B = BASE_DEFAULTS
 flags.DEFINE_enum("objective", _D.objective, sorted(gan_jax.OBJECTIVES), "GAN objective.")
 flags.DEFINE_enum("arch", _D.arch, sorted(gan_jax.ARCHITECTURES), "Generator/discriminator pair.")
 flags.DEFINE_enum("prior", _D.prior, sorted(gan_jax.PRIORS), "Noise prior p_z.")
-flags.DEFINE_enum("dataset", _D.dataset, ["mnist", "fashion_mnist"], "Training data.")
+flags.DEFINE_enum("dataset", _D.dataset, list(gan_jax.data.DATASET_NAMES), "Training data "
+                  "(mnist, fashion_mnist: 28x28x1; cifar10: 32x32x3; celeb_a: 64x64x3).")
 flags.DEFINE_integer("latent_dim", None, "Dimension of z (default: the architecture's; "
                      f"thesis {_B['latent_dim']}, DCGAN and MLPs 100).")
 flags.DEFINE_integer("batch_size", None, "Minibatch size m, real and fake each (default: "

@@ -4,7 +4,7 @@ Benchmark-only: needs ``torch`` (``pip install -e ".[bench]"``); nothing in ``ga
 this module. ``python -m experiments.benchmark`` times it against the JAX step in interleaved
 rounds.
 
-The networks are the ones of :mod:`gan_jax.models` (every entry of ``ARCHITECTURES``), layer
+The networks are the ones of :mod:`gan_jax.models` (every entry of ``ARCHITECTURES`` but dcgan32), layer
 for layer and parameter for parameter (``thesis``: SPEC 3A, G 6,675,009 and D 1,102,721
 parameters), in PyTorch's NCHW convention but flattening / unflattening in the NHWC order of our
 Flax models, so that :func:`load_flax_variables` copies a Flax parameter tree in and the two

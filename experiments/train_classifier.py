@@ -11,7 +11,8 @@ from absl import app, flags, logging
 
 from gan_jax import data, evaluator
 
-flags.DEFINE_enum("dataset", "mnist", list(data.DATASET_NAMES), "Dataset to classify.")
+flags.DEFINE_enum("dataset", "mnist", list(data.IDX_DATASETS), "Dataset to classify "
+                  "(28x28 greyscale).")
 flags.DEFINE_string("data_dir", None, "Folder with the four IDX .gz files (or a tfds data dir); "
                     "default: tensorflow-datasets.")
 flags.DEFINE_string("out", None, "Output .npz; default: gan_jax/assets/<dataset>_classifier.npz.")

@@ -87,6 +87,9 @@ class Config:
         objective = losses.get_objective(self.objective)
         arch = models.get_architecture(self.arch)
         priors.get_prior(self.prior)
+        from gan_jax.data import DATASET_NAMES
+        if self.dataset not in DATASET_NAMES:
+            raise ValueError(f"Unknown dataset {self.dataset!r}; valid: {list(DATASET_NAMES)}")
         explicit = frozenset(name for name in DEFAULTED_FIELDS if getattr(self, name) is not None)
         object.__setattr__(self, "explicit", explicit)
         for name, flag in _OBJECTIVE_ONLY.items():

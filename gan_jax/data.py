@@ -1,9 +1,11 @@
-"""Dataset loading and on-device minibatch sampling for MNIST-like data.
+"""Dataset loading and on-device minibatch sampling.
 
 Sources: a folder of the four (optionally gzipped) IDX files MNIST and
 Fashion-MNIST ship as, parsed with plain numpy (works offline), or
-``tfds.data_source``, which needs no TensorFlow install. Both give uint8 images
-``[N, H, W]`` and uint8 labels ``[N]``. The training set then lives on the
+``tfds.data_source``, which needs no TensorFlow install. Greyscale sets come as
+uint8 images ``[N, H, W]``, colour sets (``cifar10`` 32x32, ``celeb_a`` center-cropped
+and resized to 64x64) as ``[N, H, W, 3]``; labels are uint8 ``[N]`` (zeros for
+``celeb_a``, which has attributes, not classes). The training set then lives on the
 device and the compiled step draws its own minibatch with :func:`batch_indices`,
 so no host input pipeline runs per step.
 """
@@ -29,7 +31,9 @@ IDX_FILES = {
 }
 
 # Fashion-MNIST deliberately reuses MNIST's file names and format.
-DATASET_NAMES = ("mnist", "fashion_mnist")
+IDX_DATASETS = ("mnist", "fashion_mnist")
+DATASET_NAMES = IDX_DATASETS + ("cifar10", "celeb_a")
+CELEB_A_SIZE = 64  # the DCGAN-64 resolution
 
 # IDX type code (third magic byte) -> element dtype. Multi-byte types are
 # big-endian on disk by the format's definition.
@@ -156,7 +160,9 @@ def load_tfds(name: str = "mnist", split: str = "train", data_dir=None) -> tuple
         data_dir: TFDS data folder, or None for the TFDS default.
 
     Returns:
-        ``(images, labels)``: uint8 ``[N, H, W]`` (channel axis squeezed) and uint8 ``[N]``.
+        ``(images, labels)``: uint8 ``[N, H, W]`` for one channel (axis squeezed) or
+        ``[N, H, W, C]``, and uint8 ``[N]`` (zeros when the dataset has no ``label``).
+        ``celeb_a`` images are center-cropped and resized (:func:`center_crop_resize`).
 
     Raises:
         DataError: Any failure inside TFDS (typically no network), chained.
@@ -169,8 +175,15 @@ def load_tfds(name: str = "mnist", split: str = "train", data_dir=None) -> tuple
         # Plain indexing, not __getitems__: per-example decoding dominates anyway,
         # and tfds.testing.mock_data's __getitems__ is broken in tfds 4.9.10.
         examples = [source[i] for i in range(len(source))]
-        images = np.stack([np.asarray(ex["image"], dtype=np.uint8) for ex in examples])
-        labels = np.asarray([ex["label"] for ex in examples]).astype(np.uint8)
+        if name == "celeb_a":  # 218x178 photos: crop and resize in chunks, not all at once
+            images = np.concatenate([
+                center_crop_resize(np.stack([np.asarray(ex["image"], np.uint8)
+                                             for ex in examples[i:i + 1024]]), CELEB_A_SIZE)
+                for i in range(0, len(examples), 1024)]) if examples else np.zeros(
+                    (0, CELEB_A_SIZE, CELEB_A_SIZE, 3), np.uint8)
+        else:
+            images = np.stack([np.asarray(ex["image"], dtype=np.uint8) for ex in examples])
+        labels = np.asarray([ex.get("label", 0) for ex in examples]).astype(np.uint8)
     except Exception as e:
         where = f" (tfds data_dir {data_dir})" if data_dir is not None else ""
         raise DataError(
@@ -180,6 +193,23 @@ def load_tfds(name: str = "mnist", split: str = "train", data_dir=None) -> tuple
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     return images, labels
+
+
+def center_crop_resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Square center crop (the shorter side) then area-averaging resize to ``size`` x ``size``.
+
+    The DCGAN CelebA preprocessing (218x178 -> 178x178 -> 64x64). uint8 ``[N, H, W, C]`` in
+    and out; the resize is ``jax.image.resize`` with antialiasing, rounded to uint8.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"expected images [N, H, W, C], got shape {images.shape}")
+    n, h, w, c = images.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = images[:, top:top + side, left:left + side].astype(np.float32)
+    resized = jax.image.resize(crop, (n, size, size, c), method="linear", antialias=True)
+    return np.asarray(jnp.clip(jnp.round(resized), 0, 255)).astype(np.uint8)
 
 
 def load_dataset(name: str = "mnist", split: str = "train", data_dir=None) -> tuple[np.ndarray, np.ndarray]:
@@ -206,6 +236,10 @@ def load_dataset(name: str = "mnist", split: str = "train", data_dir=None) -> tu
     if data_dir is None:
         return load_tfds(name, split)
     folder = Path(data_dir)
+    if name not in IDX_DATASETS:  # colour sets come only from tfds; data_dir is its folder
+        if not folder.is_dir():
+            raise DataError(f"{folder}: tfds data folder not found")
+        return load_tfds(name, split, data_dir=str(folder))
     if not folder.is_dir() or any("-ubyte" in p.name for p in folder.iterdir()):
         return load_mnist_idx(folder, split)  # Also reports a missing folder.
     return load_tfds(name, split, data_dir=str(folder))

@@ -102,3 +102,14 @@ def dcgan28_generator() -> nn.Module:
 def dcgan28_discriminator(norm: str = "batch", negative_slope: float = 0.2) -> nn.Module:
     return DCGANDiscriminator(channels=(64, 128, 256), kernels=(4, 4, 3), norm=norm,
                               negative_slope=negative_slope)
+
+
+def dcgan32_generator() -> nn.Module:
+    """CIFAR-10 size: 4x4x512 -> 8 -> 16 -> 32x32x3."""
+    return DCGANGenerator(base_size=4, channels=(512, 256, 128), out_channels=3)
+
+
+def dcgan32_discriminator(norm: str = "batch", negative_slope: float = 0.2) -> nn.Module:
+    """32 -> 16 -> 8 -> 4 -> one logit."""
+    return DCGANDiscriminator(channels=(128, 256, 512), kernels=(4, 4, 4), norm=norm,
+                              negative_slope=negative_slope)

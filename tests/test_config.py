@@ -21,7 +21,7 @@ def test_frozen():
 
 @pytest.mark.parametrize("field,value,match", [
     ("objective", "wgan-foo", r"Unknown objective 'wgan-foo'; valid: \['hinge', 'lsgan', 'minimax', 'nonsaturating', 'wgan', 'wgan-gp'\]"),
-    ("arch", "resnet", r"Unknown architecture 'resnet'; valid: \['dcgan', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis', 'thesis_plain'\]"),
+    ("arch", "resnet", r"Unknown architecture 'resnet'; valid: \['dcgan', 'dcgan32', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis', 'thesis_plain'\]"),
     ("prior", "cauchy", r"valid: \['normal', 'uniform'\]"),
     ("batch_size", 0, "batch_size must be >= 1"),
     ("disc_steps", 0, "disc_steps must be >= 1"),
@@ -116,7 +116,7 @@ def test_d_activation_choice():
     assert Config(arch="mlp").d_activation is None  # fixed by the architecture
     assert Config(arch="dcgan", d_activation="relu").d_activation == "relu"
     with pytest.raises(ValueError, match=r"d_activation is fixed by --arch=mlp; it can be chosen "
-                                         r"for \['dcgan', 'dcgan64', 'thesis', 'thesis_plain'\]"):
+                                         r"for \['dcgan', 'dcgan32', 'dcgan64', 'thesis', 'thesis_plain'\]"):
         Config(arch="mlp", d_activation="relu")
     with pytest.raises(ValueError, match=r"Unknown d_activation 'elu' for --arch=thesis; valid: "
                                          r"\['leaky_relu', 'relu'\]"):

@@ -44,7 +44,7 @@ def _final_state(workdir, config):
 @pytest.mark.parametrize("flag,valid", [
     ("--objective=wgan-typo", "<hinge|lsgan|minimax|nonsaturating|wgan|wgan-gp>"),
     ("--prior=cauchy", "<normal|uniform>"),
-    ("--arch=resnet", "<dcgan|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
+    ("--arch=resnet", "<dcgan|dcgan32|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
 ])
 def test_unknown_flag_values_list_the_valid_ones(flag, valid):
     result = _run("experiments.mnist", flag)
@@ -116,3 +116,13 @@ def test_sigkill_at_any_moment_then_restart_ends_identical(mnist_dir, tmp_path, 
     step, state = _final_state(workdir, config)
     assert step == num_steps
     assert tree_equal(state, ref_state)
+
+
+def test_faces_program_defaults_to_celeb_a_and_dcgan64(tmp_path):
+    """experiments.faces is experiments.mnist with seed 001's defaults (CelebA via tfds)."""
+    result = _run("experiments.faces", f"--workdir={tmp_path / 'w'}",
+                  f"--data_dir={tmp_path / 'nope'}")
+    assert result.returncode == 1
+    assert "nope: tfds data folder not found" in result.stderr  # the colour-set (tfds) path
+    config = gan_jax.Config(dataset="celeb_a", arch="dcgan64")
+    assert (config.latent_dim, config.learning_rate, config.batch_size) == (100, 2e-4, 128)

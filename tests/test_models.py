@@ -121,7 +121,7 @@ def test_plain_discriminator_equals_fast_discriminator(thesis):
 
 
 def test_unknown_architecture_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['dcgan', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis', 'thesis_plain'\]"):
+    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['dcgan', 'dcgan32', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis', 'thesis_plain'\]"):
         models.get_architecture("vgg")
 
 
@@ -130,6 +130,9 @@ def test_unknown_architecture_lists_valid_names():
     ("dcgan64", 100, 3_576_704, 2_765_568, 2 * 960, 2 * 896, (64, 64, 3)),
     # 100*7*7*256 + 2*256 + 16*256*128 + 2*128 + 16*128 | 16*64 + 16*64*128 + 2*128 + 9*128*256 + 2*256 + 16*256
     ("dcgan", 100, 1_781_504, 431_872, 2 * 384, 2 * 384, (28, 28, 1)),
+    # CIFAR-10 size: 100*8192 + 2*512 + 16*512*256 + 2*256 + 16*256*128 + 2*128 + 16*128*3 |
+    # 16*3*128 + 16*128*256 + 2*256 + 16*256*512 + 2*512 + 16*512
+    ("dcgan32", 100, 3_448_576, 2_637_312, 2 * 896, 2 * 768, (32, 32, 3)),
     # Seed 003: 100*128+128 + 128*784+784 | 784*128+128 + 128+1
     ("mlp", 100, 114_064, 100_609, 0, 0, (28, 28, 1)),
     # The thesis networks in stock Flax layers: the same counts as "thesis".

@@ -47,7 +47,8 @@ def arch_state(jax_state):
 
 
 def test_registry_matches_ours():
-    assert set(tr.TORCH_ARCHITECTURES) == set(models.ARCHITECTURES)
+    # Every architecture but dcgan32 (CIFAR-10 size, added after the benchmarks) has one.
+    assert set(tr.TORCH_ARCHITECTURES) == set(models.ARCHITECTURES) - {"dcgan32"}
     for name, arch in tr.TORCH_ARCHITECTURES.items():
         h, w, c = models.get_architecture(name).image_shape
         assert arch.image_shape == (c, h, w)
