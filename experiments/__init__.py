@@ -4,6 +4,27 @@ Importing this package applies the fast XLA:CPU convolution setting (gan_jax.xla
 JAX starts, so every experiment runs the fast path by default; GAN_JAX_PLAIN_XLA=1 opts out.
 """
 
+import contextlib
+import sys
+
 from gan_jax.xla_config import use_fast_cpu_convolutions
 
 use_fast_cpu_convolutions()
+
+
+@contextlib.contextmanager
+def exit_on_user_error():
+    """A script's body: bad input, missing or corrupt files and a diverged run end the program
+    with ``error: <message>`` on stderr and exit status 1, instead of a traceback."""
+    from absl import logging
+
+    from gan_jax.checkpoint import CheckpointError
+    from gan_jax.training import TrainingDiverged
+
+    # DataError and EvaluatorError are ValueErrors.
+    try:
+        yield
+    except (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -8,13 +8,11 @@ reference row every GAN is read against.
 
 import json
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
-import gan_jax
+from experiments import exit_on_user_error
 from gan_jax import scoring
-from gan_jax.evaluator import EvaluatorError
 
 flags.DEFINE_string("workdir", None, "A training run to sample from (its newest checkpoint).")
 flags.DEFINE_string("samples", None, "An .npz with an array 'images' [N,28,28(,1)] in [-1,1] "
@@ -41,7 +39,7 @@ def main(argv):
         ["real"] if FLAGS.real else [])
     if len(sources) != 1:
         raise app.UsageError("give exactly one of --workdir, --samples, --real")
-    try:
+    with exit_on_user_error():
         if FLAGS.workdir:
             result = scoring.evaluate_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step,
                                               FLAGS.data_dir, FLAGS.parzen)
@@ -55,11 +53,6 @@ def main(argv):
         else:
             result = scoring.evaluate_real(FLAGS.dataset, FLAGS.data_dir, FLAGS.num, FLAGS.parzen)
             out = FLAGS.out or "eval_real.json"
-    except (ValueError, FileNotFoundError, EvaluatorError, gan_jax.DataError,
-            gan_jax.CheckpointError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
     scoring.write_eval_json(result, out)
     print(json.dumps(result, indent=2, sort_keys=True))
     print(f"Wrote {out}")

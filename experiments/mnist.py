@@ -5,10 +5,10 @@ workdir resumes from the last checkpoint.
 """
 
 import dataclasses
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from experiments import exit_on_user_error
 import gan_jax
 from gan_jax.config import BASE_DEFAULTS, D_ACTIVATIONS, OPTIMIZERS, Config
 
@@ -59,14 +59,9 @@ def config_from_flags() -> Config:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
+    with exit_on_user_error():
         config = config_from_flags()
         gan_jax.train(config)
-    except (ValueError, FileNotFoundError, gan_jax.DataError, gan_jax.CheckpointError,
-            gan_jax.TrainingDiverged) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
     print(f"Done. Outputs in {config.workdir}")
 
 

@@ -5,11 +5,11 @@ writes a PNG grid and/or an .npz with key ``images`` of shape [N, H, W, C] in [-
 """
 
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
 
+from experiments import exit_on_user_error
 import gan_jax
 
 flags.DEFINE_string("workdir", None, "Workdir of a training run.", required=True)
@@ -29,11 +29,8 @@ def main(argv):
         raise app.UsageError("Nothing to write: pass --out=grid.png and/or --npz=samples.npz")
     if FLAGS.num < 1:
         raise app.UsageError(f"--num must be >= 1, got {FLAGS.num}")
-    try:
+    with exit_on_user_error():
         images, step = gan_jax.sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step)
-    except (ValueError, FileNotFoundError, gan_jax.CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
     if FLAGS.out:
         gan_jax.plotting.save_image_grid(images, FLAGS.out)
     if FLAGS.npz:

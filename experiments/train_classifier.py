@@ -5,10 +5,10 @@ prints the file's sha256, which must then be pinned in ``gan_jax.evaluator.EVALU
 or registered with ``gan_jax.evaluator.register_evaluator`` (any other dataset).
 """
 
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from experiments import exit_on_user_error
 from gan_jax import data, evaluator
 
 flags.DEFINE_enum("dataset", "mnist", list(data.IDX_DATASETS), "Dataset to classify "
@@ -29,15 +29,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     out = FLAGS.out or evaluator.ASSETS_DIR / f"{FLAGS.dataset}_classifier.npz"
-    try:
+    with exit_on_user_error():
         result = evaluator.build_evaluator_file(
             dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, out=out, epochs=FLAGS.epochs,
             learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
             allow_low_accuracy=FLAGS.allow_low_accuracy)
-    except (ValueError, data.DataError, evaluator.EvaluatorError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
     print(f"test accuracy: {result.test_accuracy:.4f} (trained in {result.train_seconds:.0f} s)")
     print(f"wrote {result.path}\nsha256: {result.sha256}")
     print(f'register: gan_jax.evaluator.register_evaluator('

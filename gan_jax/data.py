@@ -175,14 +175,12 @@ def load_tfds(name: str = "mnist", split: str = "train", data_dir=None) -> tuple
         # Plain indexing, not __getitems__: per-example decoding dominates anyway,
         # and tfds.testing.mock_data's __getitems__ is broken in tfds 4.9.10.
         examples = [source[i] for i in range(len(source))]
+        decode = lambda chunk: np.stack([np.asarray(ex["image"], np.uint8) for ex in chunk])  # noqa: E731
         if name == "celeb_a":  # 218x178 photos: crop and resize in chunks, not all at once
-            images = np.concatenate([
-                center_crop_resize(np.stack([np.asarray(ex["image"], np.uint8)
-                                             for ex in examples[i:i + 1024]]), CELEB_A_SIZE)
-                for i in range(0, len(examples), 1024)]) if examples else np.zeros(
-                    (0, CELEB_A_SIZE, CELEB_A_SIZE, 3), np.uint8)
+            images = np.concatenate([center_crop_resize(decode(examples[i:i + 1024]), CELEB_A_SIZE)
+                                     for i in range(0, len(examples), 1024)])
         else:
-            images = np.stack([np.asarray(ex["image"], dtype=np.uint8) for ex in examples])
+            images = decode(examples)
         labels = np.asarray([ex.get("label", 0) for ex in examples]).astype(np.uint8)
     except Exception as e:
         where = f" (tfds data_dir {data_dir})" if data_dir is not None else ""

@@ -33,6 +33,7 @@ from absl import logging
 from flax import traverse_util
 
 from gan_jax import data, registry
+from gan_jax.models import max_pool_2x2
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 MNIST_EVALUATOR_PATH = ASSETS_DIR / "mnist_classifier.npz"
@@ -45,13 +46,6 @@ _REGENERATE = "python -m experiments.train_classifier --dataset={dataset} --data
 
 class EvaluatorError(ValueError):
     """Missing, tampered or malformed evaluator file; the message names the file and the fix."""
-
-
-def _max_pool_2x2(x: jax.Array) -> jax.Array:
-    # Same as gan_jax.models.max_pool_2x2 (reshape + max: cheap backward on XLA:CPU); not
-    # imported so the evaluator does not depend on the GAN architecture module.
-    b, h, w, c = x.shape
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class Classifier(nn.Module):
@@ -71,8 +65,8 @@ class Classifier(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         x = nn.relu(nn.Conv(32, (3, 3), name="conv1")(images))
-        x = nn.relu(nn.Conv(64, (3, 3), name="conv2")(_max_pool_2x2(x)))
-        x = nn.relu(nn.Conv(128, (3, 3), padding="VALID", name="conv3")(_max_pool_2x2(x)))
+        x = nn.relu(nn.Conv(64, (3, 3), name="conv2")(max_pool_2x2(x)))
+        x = nn.relu(nn.Conv(128, (3, 3), padding="VALID", name="conv3")(max_pool_2x2(x)))
         features = nn.relu(nn.Dense(FEATURE_DIM, name="features")(x.reshape(x.shape[0], -1)))
         return features, nn.Dense(self.num_classes, name="logits")(features)
 

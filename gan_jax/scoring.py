@@ -121,11 +121,7 @@ def _check_count(images: np.ndarray, minimum: int = MIN_SAMPLES) -> None:
         raise ValueError(f"{images.shape[0]} samples are too few to score; need >= {minimum}")
 
 
-def quick_scores(images, reference: Reference) -> dict:
-    """FD, classifier score, classes covered and class KL of ``images`` (model range)."""
-    images, _ = prepare_images(images)
-    _check_count(images)
-    features, probs = reference.evaluator.features_and_probs(images)
+def _class_scores(features: np.ndarray, probs: np.ndarray, reference: Reference) -> dict:
     mean, cov = evaluation.gaussian_stats(features)
     coverage = evaluation.mode_coverage(np.argmax(probs, axis=1), probs.shape[1])
     return {
@@ -135,6 +131,13 @@ def quick_scores(images, reference: Reference) -> dict:
         "class_kl": coverage["class_kl"],
         "class_histogram": coverage["histogram"],
     }
+
+
+def quick_scores(images, reference: Reference) -> dict:
+    """FD, classifier score, classes covered and class KL of ``images`` (model range)."""
+    images, _ = prepare_images(images)
+    _check_count(images)
+    return _class_scores(*reference.evaluator.features_and_probs(images), reference)
 
 
 def score_images(images, reference: Reference, parzen: bool = True) -> dict:
@@ -147,8 +150,8 @@ def score_images(images, reference: Reference, parzen: bool = True) -> dict:
     """
     images, described = prepare_images(images)
     _check_count(images)
-    result = quick_scores(images, reference)
-    features, _ = reference.evaluator.features_and_probs(images)
+    features, probs = reference.evaluator.features_and_probs(images)
+    result = _class_scores(features, probs, reference)
     precision, recall = evaluation.precision_recall(reference.features, features, k=KNN_K)
     # KID's cubic kernel (x.y / d + 1)^3 assumes features of order 1 (Inception pool features);
     # ours are ReLU activations of RMS ~4.5, which would put x.y / d near 10 and let a few

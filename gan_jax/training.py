@@ -145,8 +145,8 @@ class _Outputs:
         new_rows = [{"step": s, **{k: float(v) for k, v in m.items()}}
                     for (s, _), m in zip(self.pending, fetched)]
         self.pending = []
-        bad = next(({k: v for k, v in row.items() if not math.isfinite(v)} for row in new_rows
-                    if not all(math.isfinite(v) for v in row.values())), None)
+        bad = next((row for row in new_rows if not all(math.isfinite(v) for v in row.values())),
+                   None)
         if bad is None and evaluate is not None:
             new_rows[-1].update(self.evaluate(evaluate, new_rows[-1]["step"]))
         if self.writer:
@@ -155,9 +155,8 @@ class _Outputs:
                     f.write(json.dumps(row) + "\n")
         self.rows.extend(new_rows)
         if bad is not None:
-            step = next(row["step"] for row in new_rows
-                        if not all(math.isfinite(v) for v in row.values()))
-            self.diverged(f"non-finite {bad} at step {step}")
+            values = {k: v for k, v in bad.items() if not math.isfinite(v)}
+            self.diverged(f"non-finite {values} at step {bad['step']}")
 
     def evaluate(self, state: GANState, step: int) -> dict:
         """FD, classifier score, classes covered and class KL of ``eval_samples`` fakes."""
