@@ -14,7 +14,7 @@ from gan_jax.checkpoint import CheckpointError, Checkpointer
 from gan_jax.config import Config, load_config, save_config
 from gan_jax.data import DataError, load_dataset, to_model_range
 from gan_jax.losses import OBJECTIVES, get_objective
-from gan_jax.models import ARCHITECTURES, get_architecture
+from gan_jax.models import ARCHITECTURES, Architecture, get_architecture, register_architecture
 from gan_jax.priors import PRIORS, get_prior
 from gan_jax import evaluation, evaluator, parallel, plotting, scoring, sweep
 from gan_jax.sampling import generate, sample, sample_from_workdir
@@ -27,7 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError", "Checkpointer", "Config", "load_config", "save_config", "DataError",
     "load_dataset", "to_model_range", "OBJECTIVES", "get_objective", "ARCHITECTURES",
-    "get_architecture", "PRIORS", "get_prior", "evaluation", "evaluator", "parallel", "plotting",
+    "Architecture", "get_architecture", "register_architecture", "PRIORS", "get_prior",
+    "evaluation", "evaluator", "parallel", "plotting",
     "scoring", "sweep", "generate", "sample",
     "sample_from_workdir", "GAN", "GANState", "abstract_state", "build_gan", "count_params",
     "create_state", "make_train_step", "train_step_fn", "TrainingDiverged",

@@ -176,6 +176,22 @@ def discriminator_for(arch: Architecture, per_example: bool = False,
     return arch.discriminator(**kwargs)
 
 
+def register_architecture(name: str, arch: Architecture, *, overwrite: bool = False) -> None:
+    """Adds ``arch`` to :data:`ARCHITECTURES` under ``name`` (then ``Config(arch=name)``, the
+    train step, sampling and checkpoints use it like a built-in one).
+
+    For networks defined outside the library: a user's own pair, or the theory lab's
+    low-dimensional MLPs. Re-registering a name raises unless ``overwrite`` (or the same
+    object is registered again, e.g. on re-import).
+    """
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"register_architecture needs an Architecture, got {type(arch).__name__}")
+    if name in ARCHITECTURES and ARCHITECTURES[name] is not arch and not overwrite:
+        raise ValueError(f"architecture {name!r} is already registered; pass overwrite=True "
+                         "to replace it")
+    ARCHITECTURES[name] = arch
+
+
 def get_architecture(name: str) -> Architecture:
     """Looks up ``--arch``; an unknown name lists the valid ones."""
     return registry.lookup(ARCHITECTURES, "architecture", name)

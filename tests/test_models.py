@@ -120,9 +120,53 @@ def test_plain_discriminator_equals_fast_discriminator(thesis):
                  grads_fast, grads_plain)
 
 
+BUILT_IN = ["dcgan", "dcgan32", "dcgan64", "goodfellow_mlp", "mlp", "thesis", "thesis_plain"]
+
+
 def test_unknown_architecture_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \['dcgan', 'dcgan32', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis', 'thesis_plain'\]"):
+    with pytest.raises(ValueError, match=r"Unknown architecture 'vgg'; valid: \[") as err:
         models.get_architecture("vgg")
+    # Every registered name, sorted (other test modules may have registered their own).
+    listed = str(err.value).split("valid: ")[1]
+    assert listed == str(sorted(models.ARCHITECTURES))
+    assert set(BUILT_IN) <= set(models.ARCHITECTURES)
+
+
+class _TinyGenerator(nn.Module):
+    @nn.compact
+    def __call__(self, z, train=True):
+        return jnp.tanh(nn.Dense(2)(z))
+
+
+class _TinyCritic(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=True):
+        return nn.Dense(1)(x)[:, 0]
+
+
+def test_register_architecture_trains_through_the_library(monkeypatch):
+    monkeypatch.setattr(models, "ARCHITECTURES", dict(models.ARCHITECTURES))
+    arch = models.Architecture(_TinyGenerator, _TinyCritic, (2,),
+                               defaults={"latent_dim": 3, "batch_size": 4})
+    models.register_architecture("tiny2d", arch)
+    models.register_architecture("tiny2d", arch)  # the same object again: a no-op
+    with pytest.raises(ValueError, match="'tiny2d' is already registered"):
+        models.register_architecture("tiny2d", models.Architecture(_TinyGenerator, _TinyCritic,
+                                                                   (2,)))
+    with pytest.raises(TypeError, match="needs an Architecture"):
+        models.register_architecture("bad", _TinyGenerator)
+    from gan_jax.config import Config
+    from gan_jax.state import create_state
+    from gan_jax.steps import train_step_fn
+    config = Config(arch="tiny2d", objective="nonsaturating")
+    assert (config.latent_dim, config.batch_size, config.d_activation) == (3, 4, None)
+    state = create_state(config, jax.random.key(0))
+    assert count_params(state.g_params) == 3 * 2 + 2 and count_params(state.d_params) == 3
+    data = jnp.asarray(np.random.default_rng(0).normal(size=(16, 2)), jnp.float32)
+    new_state, metrics = train_step_fn(config, state, jax.random.key(1), data)
+    assert int(new_state.step) == 1 and np.isfinite(float(metrics["d_loss"]))
+    assert not np.allclose(new_state.d_params["Dense_0"]["kernel"],
+                           state.d_params["Dense_0"]["kernel"])
 
 
 @pytest.mark.parametrize("name,latent,g_count,d_count,g_stats,d_stats,shape", [
