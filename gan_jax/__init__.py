@@ -17,6 +17,7 @@ from gan_jax.losses import OBJECTIVES, get_objective
 from gan_jax.models import ARCHITECTURES, Architecture, get_architecture, register_architecture
 from gan_jax.priors import PRIORS, get_prior
 from gan_jax import evaluation, evaluator, parallel, plotting, scoring, sweep
+from gan_jax import toy_models  # registers the theory lab's toy1d / toy2d / parallel_lines
 from gan_jax.sampling import generate, sample, sample_from_workdir
 from gan_jax.state import GAN, GANState, abstract_state, build_gan, count_params, create_state
 from gan_jax.steps import make_train_step, train_step_fn
