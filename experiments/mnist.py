@@ -15,7 +15,10 @@ from gan_jax.config import BASE_DEFAULTS, D_ACTIVATIONS, OPTIMIZERS, Config
 _D = Config()
 _B = BASE_DEFAULTS
 flags.DEFINE_enum("objective", _D.objective, sorted(gan_jax.OBJECTIVES), "GAN objective.")
-flags.DEFINE_enum("arch", _D.arch, sorted(gan_jax.ARCHITECTURES), "Generator/discriminator pair.")
+# Image architectures only (the theory lab's toy1d / toy2d work on points, experiments.toy).
+flags.DEFINE_enum("arch", _D.arch, sorted(n for n, a in gan_jax.ARCHITECTURES.items()
+                                          if len(a.image_shape) == 3),
+                  "Generator/discriminator pair.")
 flags.DEFINE_enum("prior", _D.prior, sorted(gan_jax.PRIORS), "Noise prior p_z.")
 flags.DEFINE_enum("dataset", _D.dataset, list(gan_jax.data.DATASET_NAMES), "Training data "
                   "(mnist, fashion_mnist: 28x28x1; cifar10: 32x32x3; celeb_a: 64x64x3).")
@@ -38,6 +41,11 @@ flags.DEFINE_bool("wgan_warmup", _D.wgan_warmup, "WGAN: the original code's sche
                   "critic updates for the first 25 generator updates and every 500th.")
 flags.DEFINE_enum("d_activation", None, list(D_ACTIVATIONS), "Discriminator activation for "
                   "thesis/dcgan/dcgan64 (default leaky_relu; seed 001's ablation).")
+flags.DEFINE_float("d_dropout", _D.d_dropout, "Dropout rate after each LeakyReLU of D for "
+                   "dcgan/dcgan32/dcgan64 (seed 003's Keras DCGAN variant used 0.4); 0: none.")
+flags.DEFINE_bool("conditional", _D.conditional, "Class-conditional GAN: the label is fed to "
+                  "G (one-hot, concatenated to z) and D (one-hot planes, concatenated to the "
+                  "image); sample grids show one row per class.")
 flags.DEFINE_integer("seed", _D.seed, "Root PRNG seed.")
 flags.DEFINE_string("workdir", "/tmp/gan_jax/mnist", "Output directory (resumed if it exists).")
 flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX .gz files (or a tfds "

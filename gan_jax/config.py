@@ -68,6 +68,11 @@ class Config:
     # "leaky_relu" | "relu" in D, where the architecture offers both (seed 001's ablation);
     # None after construction for architectures whose D has no such choice (MLPs).
     d_activation: Optional[str] = None
+    # Dropout rate after each activation of D, for the DCGANs (seed 003's Keras variant; 0.4
+    # there); 0: none.
+    d_dropout: float = 0.0
+    # Class-conditional G(z, y) and D(x, y) (gan_jax.conditional), for labelled datasets.
+    conditional: bool = False
     seed: int = 0
     workdir: Optional[str] = None
     data_dir: Optional[str] = None
@@ -111,6 +116,10 @@ class Config:
                              f"{offering}")
         else:
             object.__setattr__(self, "d_activation", None)
+        if self.d_dropout and not arch.d_dropout:
+            offering = sorted(n for n, a in models.ARCHITECTURES.items() if a.d_dropout)
+            raise ValueError(f"d_dropout is not offered by --arch={self.arch}; it is by "
+                             f"{offering}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; valid: {list(OPTIMIZERS)}")
         if self.optimizer != "adam":
@@ -140,10 +149,15 @@ class Config:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if not 0.0 <= self.d_dropout < 1.0:
+            raise ValueError(f"d_dropout must be in [0, 1), got {self.d_dropout}")
         if self.clip is not None and not self.clip > 0:
             raise ValueError(f"clip must be > 0, got {self.clip}")
         if self.gp_weight is not None and not self.gp_weight >= 0:
             raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight}")
+        if self.conditional:
+            from gan_jax.conditional import num_classes_for
+            num_classes_for(self.dataset)
         if self.wgan_warmup and self.objective != "wgan":
             raise ValueError("wgan_warmup applies to objective 'wgan' only")
 

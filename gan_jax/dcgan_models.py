@@ -90,18 +90,20 @@ def dcgan64_generator() -> nn.Module:
     return DCGANGenerator(base_size=4, channels=(512, 256, 128, 64), out_channels=3)
 
 
-def dcgan64_discriminator(norm: str = "batch", negative_slope: float = 0.2) -> nn.Module:
+def dcgan64_discriminator(norm: str = "batch", negative_slope: float = 0.2,
+                            dropout: float = 0.0) -> nn.Module:
     return DCGANDiscriminator(channels=(64, 128, 256, 512), kernels=(4, 4, 4, 4), norm=norm,
-                              negative_slope=negative_slope)
+                              negative_slope=negative_slope, dropout=dropout)
 
 
 def dcgan28_generator() -> nn.Module:
     return DCGANGenerator(base_size=7, channels=(256, 128), out_channels=1)
 
 
-def dcgan28_discriminator(norm: str = "batch", negative_slope: float = 0.2) -> nn.Module:
+def dcgan28_discriminator(norm: str = "batch", negative_slope: float = 0.2,
+                            dropout: float = 0.0) -> nn.Module:
     return DCGANDiscriminator(channels=(64, 128, 256), kernels=(4, 4, 3), norm=norm,
-                              negative_slope=negative_slope)
+                              negative_slope=negative_slope, dropout=dropout)
 
 
 def dcgan32_generator() -> nn.Module:
@@ -109,7 +111,8 @@ def dcgan32_generator() -> nn.Module:
     return DCGANGenerator(base_size=4, channels=(512, 256, 128), out_channels=3)
 
 
-def dcgan32_discriminator(norm: str = "batch", negative_slope: float = 0.2) -> nn.Module:
+def dcgan32_discriminator(norm: str = "batch", negative_slope: float = 0.2,
+                            dropout: float = 0.0) -> nn.Module:
     """32 -> 16 -> 8 -> 4 -> one logit."""
     return DCGANDiscriminator(channels=(128, 256, 512), kernels=(4, 4, 4), norm=norm,
-                              negative_slope=negative_slope)
+                              negative_slope=negative_slope, dropout=dropout)

@@ -121,6 +121,12 @@ class Architecture:
     # LeakyReLU slope, or 0 for ReLU); empty: fixed by the architecture.
     d_activations: tuple[str, ...] = ()
     d_negative_slope: float = 0.0
+    # D accepts ``dropout=rate`` (--d_dropout): seed 003's Keras DCGAN, dropout after every
+    # LeakyReLU of D.
+    d_dropout: bool = False
+    # D starts by flattening its input (an MLP): a conditional D gets [flat x, onehot(y)]
+    # instead of K label planes (gan_jax.conditional).
+    d_flattens: bool = False
 
 
 _LEAKY_OR_RELU = ("leaky_relu", "relu")
@@ -138,25 +144,25 @@ ARCHITECTURES: dict[str, Architecture] = {
                                  d_activations=_LEAKY_OR_RELU, d_negative_slope=0.01),
     # Both MLP papers draw 100-d noise.
     "mlp": Architecture(mlp_models.MLPGenerator, mlp_models.MLPDiscriminator, (28, 28, 1),
-                        defaults=_DEFAULTS_Z100),
+                        defaults=_DEFAULTS_Z100, d_flattens=True),
     "goodfellow_mlp": Architecture(mlp_models.GoodfellowGenerator,
                                    mlp_models.GoodfellowDiscriminator, (28, 28, 1),
-                                   defaults=_DEFAULTS_Z100),
+                                   defaults=_DEFAULTS_Z100, d_flattens=True),
     # Radford et al. 2015: 100-d z, Adam lr 2e-4, beta1 0.5, minibatches of 128.
     "dcgan": Architecture(dcgan_models.dcgan28_generator, dcgan_models.dcgan28_discriminator,
                           (28, 28, 1), defaults=_DEFAULTS_DCGAN, d_batchnorm=True,
-                          d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2),
+                          d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2, d_dropout=True),
     "dcgan32": Architecture(dcgan_models.dcgan32_generator, dcgan_models.dcgan32_discriminator,
                             (32, 32, 3), defaults=_DEFAULTS_DCGAN, d_batchnorm=True,
-                            d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2),
+                            d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2, d_dropout=True),
     "dcgan64": Architecture(dcgan_models.dcgan64_generator, dcgan_models.dcgan64_discriminator,
                             (64, 64, 3), defaults=_DEFAULTS_DCGAN, d_batchnorm=True,
-                            d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2),
+                            d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2, d_dropout=True),
 }
 
 
 def discriminator_for(arch: Architecture, per_example: bool = False,
-                      d_activation: Optional[str] = None) -> nn.Module:
+                      d_activation: Optional[str] = None, d_dropout: float = 0.0) -> nn.Module:
     """The architecture's discriminator.
 
     Args:
@@ -164,6 +170,8 @@ def discriminator_for(arch: Architecture, per_example: bool = False,
       per_example: the objective needs a critic without BatchNorm (LayerNorm replaces it).
       d_activation: ``"leaky_relu"`` or ``"relu"`` where the architecture offers the choice
         (seed 001's ablation); None keeps its own.
+      d_dropout: dropout rate after each activation of D, where the architecture offers it
+        (seed 003's DCGAN variant); 0 is none.
     """
     kwargs = {}
     if per_example and arch.d_batchnorm:
@@ -173,6 +181,10 @@ def discriminator_for(arch: Architecture, per_example: bool = False,
             raise ValueError(f"Unknown d_activation {d_activation!r}; valid: "
                              f"{list(arch.d_activations)}")
         kwargs["negative_slope"] = arch.d_negative_slope if d_activation == "leaky_relu" else 0.0
+    if d_dropout:
+        if not arch.d_dropout:
+            raise ValueError("d_dropout is not offered by this architecture")
+        kwargs["dropout"] = d_dropout
     return arch.discriminator(**kwargs)
 
 

@@ -7,36 +7,60 @@ import os
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import conditional
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.config import Config, load_config
 from gan_jax.state import GANState, abstract_state, build_gan
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _generate(config: Config, g_params, g_batch_stats, z: jax.Array) -> jax.Array:
+def _generate(config: Config, g_params, g_batch_stats, z: jax.Array,
+              labels: Optional[jax.Array]) -> jax.Array:
     gan = build_gan(config)
     variables = {"params": g_params}
     if g_batch_stats:
         variables["batch_stats"] = g_batch_stats
-    return gan.generator.apply(variables, z, train=False)
+    inputs = (z,) if labels is None else (z, labels)
+    return gan.generator.apply(variables, *inputs, train=False)
 
 
-def generate(config: Config, state: GANState, z: jax.Array) -> jax.Array:
-    """G(z) with BatchNorm running averages: ``z [N, latent_dim]`` -> images ``[N, H, W, C]``."""
-    return _generate(config.computation(), state.g_params, state.g_batch_stats, z)
+def generate(config: Config, state: GANState, z: jax.Array,
+             labels: Optional[jax.Array] = None) -> jax.Array:
+    """G(z) (or G(z, y) for a conditional config, ``labels`` int ``[N]``) with BatchNorm
+    running averages: ``z [N, latent_dim]`` -> images ``[N, H, W, C]``."""
+    if config.conditional and labels is None:
+        raise ValueError("a conditional generator needs labels")
+    if not config.conditional and labels is not None:
+        raise ValueError("labels were given to an unconditional generator")
+    if labels is not None:
+        labels = jnp.asarray(labels, jnp.int32)
+    return _generate(config.computation(), state.g_params, state.g_batch_stats, z, labels)
+
+
+def sample_labels(config: Config, num: int) -> Optional[np.ndarray]:
+    """The labels :func:`sample` conditions on: balanced classes 0, 1, ..., K-1, 0, ...
+    for a conditional config, None otherwise."""
+    if not config.conditional:
+        return None
+    return conditional.balanced_labels(num, conditional.num_classes_for(config.dataset))
 
 
 def sample(config: Config, state: GANState, key: jax.Array, num: int,
            batch_size: int = 500) -> np.ndarray:
     """``num`` samples from z ~ prior(key), as float32 numpy ``[num, H, W, C]`` in [-1, 1].
 
-    Generated in chunks of ``batch_size`` so large ``num`` fits in memory; the z of the whole
-    request is drawn at once, so the result does not depend on ``batch_size``.
+    Conditional configs use :func:`sample_labels` (every class equally often). Generated in
+    chunks of ``batch_size`` so large ``num`` fits in memory; the z of the whole request is
+    drawn at once, so the result does not depend on ``batch_size``.
     """
     z = build_gan(config).sample_z(key, num)
-    chunks = [generate(config, state, z[i:i + batch_size]) for i in range(0, num, batch_size)]
+    labels = sample_labels(config, num)
+    chunks = [generate(config, state, z[i:i + batch_size],
+                       None if labels is None else labels[i:i + batch_size])
+              for i in range(0, num, batch_size)]
     return np.concatenate([np.asarray(c) for c in chunks], axis=0)
 
 

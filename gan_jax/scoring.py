@@ -121,37 +121,49 @@ def _check_count(images: np.ndarray, minimum: int = MIN_SAMPLES) -> None:
         raise ValueError(f"{images.shape[0]} samples are too few to score; need >= {minimum}")
 
 
-def _class_scores(features: np.ndarray, probs: np.ndarray, reference: Reference) -> dict:
+def _class_scores(features: np.ndarray, probs: np.ndarray, reference: Reference,
+                  labels: Optional[np.ndarray] = None) -> dict:
     mean, cov = evaluation.gaussian_stats(features)
-    coverage = evaluation.mode_coverage(np.argmax(probs, axis=1), probs.shape[1])
-    return {
+    predicted = np.argmax(probs, axis=1)
+    coverage = evaluation.mode_coverage(predicted, probs.shape[1])
+    result = {
         "fd": evaluation.frechet_distance_from_stats(mean, cov, reference.mean, reference.cov),
         "score": evaluation.classifier_score(probs),
         "classes_covered": coverage["classes_covered"],
         "class_kl": coverage["class_kl"],
         "class_histogram": coverage["histogram"],
     }
+    if labels is not None:
+        # Conditional GANs: how often the evaluator reads the class G was asked for.
+        labels = np.asarray(labels)
+        if labels.shape != predicted.shape:
+            raise ValueError(f"labels {labels.shape} do not match {predicted.shape[0]} images")
+        result["label_accuracy"] = float(np.mean(predicted == labels))
+    return result
 
 
-def quick_scores(images, reference: Reference) -> dict:
-    """FD, classifier score, classes covered and class KL of ``images`` (model range)."""
+def quick_scores(images, reference: Reference, labels: Optional[np.ndarray] = None) -> dict:
+    """FD, classifier score, classes covered and class KL of ``images`` (model range); with
+    ``labels`` (the classes a conditional G was given) also ``label_accuracy``."""
     images, _ = prepare_images(images)
     _check_count(images)
-    return _class_scores(*reference.evaluator.features_and_probs(images), reference)
+    return _class_scores(*reference.evaluator.features_and_probs(images), reference, labels)
 
 
-def score_images(images, reference: Reference, parzen: bool = True) -> dict:
+def score_images(images, reference: Reference, parzen: bool = True,
+                 labels: Optional[np.ndarray] = None) -> dict:
     """Every metric of ``images`` against ``reference``, with the card that says how.
 
     Keys: ``fd``, ``score``, ``classes_covered``, ``class_kl``, ``class_histogram``,
     ``precision``, ``recall``, ``kid``, ``kid_std``, ``kid_feature_scale``, ``parzen_ll``, ``parzen_se``,
     ``parzen_sigma`` (None without ``parzen`` or without a validation split), ``n_samples``,
-    ``n_real``, ``real_split``, ``evaluator``, ``evaluator_sha256``, ``input_range``.
+    ``n_real``, ``real_split``, ``evaluator``, ``evaluator_sha256``, ``input_range``; with
+    ``labels`` (a conditional G's classes) also ``label_accuracy``.
     """
     images, described = prepare_images(images)
     _check_count(images)
     features, probs = reference.evaluator.features_and_probs(images)
-    result = _class_scores(features, probs, reference)
+    result = _class_scores(features, probs, reference, labels)
     precision, recall = evaluation.precision_recall(reference.features, features, k=KNN_K)
     # KID's cubic kernel (x.y / d + 1)^3 assumes features of order 1 (Inception pool features);
     # ours are ReLU activations of RMS ~4.5, which would put x.y / d near 10 and let a few
@@ -217,9 +229,11 @@ def evaluate_workdir(workdir: str, num_samples: int = 10000, seed: int = 0,
     config = load_config(os.path.join(workdir, "config.json"))
     images, restored = sampling.sample_from_workdir(workdir, num_samples, seed, step)
     reference = load_reference(config.dataset, data_dir or config.data_dir)
-    result = score_images(images, reference, parzen=parzen)
+    labels = sampling.sample_labels(config, num_samples)
+    result = score_images(images, reference, parzen=parzen, labels=labels)
     result.update(workdir=os.path.abspath(workdir), step=restored, sample_seed=seed,
-                  objective=config.objective, arch=config.arch)
+                  objective=config.objective, arch=config.arch,
+                  conditional=config.conditional)
     return result
 
 

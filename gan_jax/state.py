@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from gan_jax import losses, models, priors
+from gan_jax import conditional, losses, models, priors
 from gan_jax.config import Config
 
 
@@ -55,10 +55,18 @@ class GAN:
     image_shape: tuple[int, int, int]
     clip: Optional[float] = None  # WGAN: critic parameters projected to [-clip, clip]
     gp_weight: Optional[float] = None  # WGAN-GP: lambda
+    # K for a class-conditional pair (G(z, y), D(x, y); gan_jax.conditional); None otherwise.
+    num_classes: Optional[int] = None
 
     def sample_z(self, key: jax.Array, num: int) -> jax.Array:
         """``[num, latent_dim]`` draws from the prior."""
         return self.prior(key, (num, self.latent_dim))
+
+    def sample_labels(self, key: jax.Array, num: int) -> Optional[jax.Array]:
+        """``[num]`` uniform class labels for a conditional pair; None for an unconditional one."""
+        if self.num_classes is None:
+            return None
+        return conditional.sample_labels(key, num, self.num_classes)
 
 
 def make_optimizer(config: Config, learning_rate: Any) -> optax.GradientTransformation:
@@ -86,10 +94,18 @@ def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
     arch = models.get_architecture(config.arch)
     objective = losses.get_objective(config.objective)
     lr = config.learning_rate if learning_rate is None else learning_rate
+    generator = arch.generator()
+    discriminator = models.discriminator_for(arch, objective.gradient_penalty,
+                                             config.d_activation, config.d_dropout)
+    num_classes = None
+    if config.conditional:
+        num_classes = conditional.num_classes_for(config.dataset)
+        generator = conditional.ConditionalGenerator(generator, num_classes)
+        discriminator = conditional.ConditionalDiscriminator(discriminator, num_classes,
+                                                             flat=arch.d_flattens)
     return GAN(
-        generator=arch.generator(),
-        discriminator=models.discriminator_for(arch, objective.gradient_penalty,
-                                               config.d_activation),
+        generator=generator,
+        discriminator=discriminator,
         g_optimizer=make_optimizer(config, lr),
         d_optimizer=make_optimizer(config, lr),
         prior=priors.get_prior(config.prior),
@@ -98,6 +114,7 @@ def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
         image_shape=arch.image_shape,
         clip=config.clip,
         gp_weight=config.gp_weight,
+        num_classes=num_classes,
     )
 
 
@@ -110,8 +127,10 @@ def create_state(config: Config, key: jax.Array) -> GANState:
 def _create_state(config: Config, key: jax.Array) -> GANState:
     gan = build_gan(config)
     g_key, d_key = jax.random.split(key)
-    g_vars = gan.generator.init(g_key, jnp.zeros((2, gan.latent_dim)), train=False)
-    d_vars = gan.discriminator.init(d_key, jnp.zeros((2, *gan.image_shape)), train=False)
+    labels = () if gan.num_classes is None else (jnp.zeros((2,), jnp.int32),)
+    g_vars = gan.generator.init(g_key, jnp.zeros((2, gan.latent_dim)), *labels, train=False)
+    d_vars = gan.discriminator.init(d_key, jnp.zeros((2, *gan.image_shape)), *labels,
+                                    train=False)
     g_params, d_params = g_vars["params"], d_vars["params"]
     return GANState(
         step=jnp.zeros((), jnp.int32),

@@ -40,16 +40,18 @@ from gan_jax.state import GAN, GANState, build_gan
 Metrics = dict[str, jax.Array]
 
 
-def _apply(module, params, batch_stats, x, dropout_key=None):
+def _apply(module, params, batch_stats, x, dropout_key=None, labels=None):
     """Train-mode forward; returns (output, new batch_stats) (``{}`` stays ``{}``).
 
     ``dropout_key`` feeds the ``'dropout'`` stream of networks with dropout (unused otherwise).
+    ``labels``: the class labels of a conditional network (None: unconditional).
     """
     rngs = None if dropout_key is None else {"dropout": dropout_key}
+    inputs = (x,) if labels is None else (x, labels)
     if not batch_stats:
-        return module.apply({"params": params}, x, train=True, rngs=rngs), batch_stats
-    out, updates = module.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                                mutable=["batch_stats"], rngs=rngs)
+        return module.apply({"params": params}, *inputs, train=True, rngs=rngs), batch_stats
+    out, updates = module.apply({"params": params, "batch_stats": batch_stats}, *inputs,
+                                train=True, mutable=["batch_stats"], rngs=rngs)
     return out, updates["batch_stats"]
 
 
@@ -72,31 +74,41 @@ def _optimizer_step(optimizer, grads, opt_state, params):
 
 
 def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Array,
-                         batch_sharding: Optional[jax.sharding.Sharding] = None
-                         ) -> tuple[GANState, Metrics]:
+                         batch_sharding: Optional[jax.sharding.Sharding] = None,
+                         labels: Optional[jax.Array] = None) -> tuple[GANState, Metrics]:
     """One D step on ``real`` [B, H, W, C] and a fresh batch of fakes G(z), z from ``key``.
 
     ``batch_sharding`` (inside a jit over a mesh): the sharding of ``real`` and z, normally
     :func:`gan_jax.parallel.batch_sharded`; None leaves placement to the compiler.
+    ``labels`` (conditional GANs): the classes ``[B]`` of ``real``; the fakes are G(z, labels),
+    so both halves of D's batch have the same class mix (:mod:`gan_jax.conditional`).
     """
+    if (labels is None) != (gan.num_classes is None):
+        raise ValueError("a conditional GAN needs the real minibatch's labels, an "
+                         "unconditional one takes none")
     real = _shard_batch(real, batch_sharding)
+    if labels is not None:
+        labels = _shard_batch(labels, batch_sharding)
     z = _shard_batch(gan.sample_z(key, real.shape[0]), batch_sharding)
-    fake, g_batch_stats = _apply(gan.generator, state.g_params, state.g_batch_stats, z)
+    fake, g_batch_stats = _apply(gan.generator, state.g_params, state.g_batch_stats, z,
+                                 labels=labels)
     fake = jax.lax.stop_gradient(fake)
     dropout_real, dropout_fake = _dropout_keys(key, 2)
     objective = gan.objective
 
     def loss_fn(d_params):
         real_logits, d_stats = _apply(gan.discriminator, d_params, state.d_batch_stats, real,
-                                      dropout_real)
-        fake_logits, d_stats = _apply(gan.discriminator, d_params, d_stats, fake, dropout_fake)
+                                      dropout_real, labels)
+        fake_logits, d_stats = _apply(gan.discriminator, d_params, d_stats, fake, dropout_fake,
+                                      labels)
         loss = objective.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
         aux = {}
         if objective.gradient_penalty:
             # The critic has no BatchNorm here (models.discriminator_for), so it is a
             # per-example function and the penalty's gradient rows are per-example gradients.
+            # Conditional: real and fake share ``labels``, and so do their interpolates.
             critic = lambda x: _apply(gan.discriminator, d_params, d_stats, x,  # noqa: E731
-                                      jax.random.fold_in(key, 3))[0]
+                                      jax.random.fold_in(key, 3), labels)[0]
             penalty, grad_norm = losses.gradient_penalty(
                 critic, real, fake, jax.random.fold_in(key, 2))
             aux = {"gradient_penalty": penalty, "critic_grad_norm": grad_norm}
@@ -131,15 +143,20 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
     """One G step on fresh z against the current (already updated) discriminator.
 
     ``batch_sharding``: the sharding of z, as in :func:`discriminator_update`.
+    Conditional GANs draw the fakes' labels uniformly (from a key folded off ``key``, so the
+    z stream is the unconditional one).
     """
     z = _shard_batch(gan.sample_z(key, batch_size), batch_sharding)
+    labels = gan.sample_labels(jax.random.fold_in(key, 4), batch_size)
+    if labels is not None:
+        labels = _shard_batch(labels, batch_sharding)
 
     def loss_fn(g_params):
         # Fakes are made inside the differentiated function, so gradients reach G.
-        fake, g_stats = _apply(gan.generator, g_params, state.g_batch_stats, z)
+        fake, g_stats = _apply(gan.generator, g_params, state.g_batch_stats, z, labels=labels)
         # D's statistics from this pass are discarded: D is only trained in its own step.
         fake_logits, _ = _apply(gan.discriminator, state.d_params, state.d_batch_stats, fake,
-                                _dropout_keys(key, 1)[0])
+                                _dropout_keys(key, 1)[0], labels)
         return gan.objective.generator_loss(fake_logits=fake_logits), (g_stats, fake_logits)
 
     (loss, (g_stats, fake_logits)), grads = jax.value_and_grad(
@@ -152,11 +169,13 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
 
 def train_step_fn(config: Config, state: GANState, key: jax.Array, images: jax.Array,
                   learning_rate: Optional[jax.Array] = None, *,
+                  labels: Optional[jax.Array] = None,
                   batch_sharding: Optional[jax.sharding.Sharding] = None
                   ) -> tuple[GANState, Metrics]:
     """Un-jitted body of one Algorithm 1 iteration; ``images`` is the whole training set.
 
     ``learning_rate`` optionally overrides ``config.learning_rate`` with a (traced) scalar.
+    ``labels``: int ``[N]`` classes of ``images``, required by (only) ``config.conditional``.
     ``batch_sharding`` optionally constrains every real minibatch and batch of z (used by
     ``make_train_step(..., mesh=...)``; None: no constraint, the single-device program).
 
@@ -165,16 +184,32 @@ def train_step_fn(config: Config, state: GANState, key: jax.Array, images: jax.A
     ``g_d_fake`` = mean D(G(z)) seen by the generator update (after D was updated).
     """
     gan = build_gan(config, learning_rate)
+    _check_labels(config, images, labels)
     k, batch_size = config.disc_steps, config.batch_size
     data_key, noise_key = jax.random.split(key)
     if config.wgan_warmup:
-        return _warmup_step(config, gan, state, data_key, noise_key, images, batch_sharding)
+        return _warmup_step(config, gan, state, data_key, noise_key, images, labels,
+                            batch_sharding)
     keys = jax.random.split(jax.random.fold_in(noise_key, state.step), k + 1)
     for i in range(k):  # k is small and static; unrolled.
         idx = data_lib.batch_indices(data_key, state.step * k + i, images.shape[0], batch_size)
-        state, d_metrics = discriminator_update(gan, state, images[idx], keys[i], batch_sharding)
+        state, d_metrics = discriminator_update(gan, state, images[idx], keys[i], batch_sharding,
+                                                _take(labels, idx))
     state, g_metrics = generator_update(gan, state, batch_size, keys[k], batch_sharding)
     return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+
+
+def _check_labels(config: Config, images, labels) -> None:
+    if config.conditional and labels is None:
+        raise ValueError("--conditional training needs the training set's labels")
+    if not config.conditional and labels is not None:
+        raise ValueError("labels were given to an unconditional GAN (set conditional=True)")
+    if labels is not None and labels.shape != images.shape[:1]:
+        raise ValueError(f"labels {labels.shape} do not match images {images.shape}")
+
+
+def _take(labels: Optional[jax.Array], idx: jax.Array) -> Optional[jax.Array]:
+    return None if labels is None else labels[idx]
 
 
 WARMUP_CRITIC_STEPS = 100  # WGAN code: Diters = 100 if gen_iterations < 25 or % 500 == 0
@@ -196,7 +231,7 @@ def _critic_updates_before(step: jax.Array, k: int) -> jax.Array:
     return k * step + (WARMUP_CRITIC_STEPS - k) * warm
 
 
-def _warmup_step(config, gan, state, data_key, noise_key, images, batch_sharding):
+def _warmup_step(config, gan, state, data_key, noise_key, images, labels, batch_sharding):
     """One iteration with the WGAN code's schedule: 100 critic updates for each of the first 25
     generator updates and every 500th, ``disc_steps`` otherwise (a ``fori_loop`` with a
     traced trip count). Real minibatches continue the same epoch stream as without warm-up."""
@@ -207,7 +242,7 @@ def _warmup_step(config, gan, state, data_key, noise_key, images, batch_sharding
     def critic_update(i, state):
         idx = data_lib.batch_indices(data_key, first + i, images.shape[0], batch_size)
         return discriminator_update(gan, state, images[idx], jax.random.fold_in(d_root, i),
-                                    batch_sharding)
+                                    batch_sharding, _take(labels, idx))
 
     state, d_metrics = critic_update(0, state)
     state, d_metrics = jax.lax.fori_loop(
@@ -218,9 +253,9 @@ def _warmup_step(config, gan, state, data_key, noise_key, images, batch_sharding
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
-def _train_step(config: Config, state: GANState, key: jax.Array, images: jax.Array
-                ) -> tuple[GANState, Metrics]:
-    return train_step_fn(config, state, key, images)
+def _train_step(config: Config, state: GANState, key: jax.Array, images: jax.Array,
+                labels: Optional[jax.Array]) -> tuple[GANState, Metrics]:
+    return train_step_fn(config, state, key, images, labels=labels)
 
 
 @functools.lru_cache(maxsize=None)
@@ -228,12 +263,18 @@ def _sharded_train_step(config: Config, mesh: jax.sharding.Mesh) -> Callable:
     """The step compiled for ``mesh``: replicated state, key, images and metrics; batches
     sharded over ``"data"`` inside. Cached per (config, mesh), like ``_train_step`` per config."""
     replicated = parallel.replicated(mesh)
-    body = functools.partial(train_step_fn, config, batch_sharding=parallel.batch_sharded(mesh))
-    return jax.jit(body, in_shardings=(replicated, replicated, replicated),
+    batch_sharding = parallel.batch_sharded(mesh)
+
+    def body(state, key, images, labels):
+        return train_step_fn(config, state, key, images, labels=labels,
+                             batch_sharding=batch_sharding)
+
+    return jax.jit(body, in_shardings=(replicated,) * 4,
                    out_shardings=(replicated, replicated), donate_argnums=0)
 
 
-def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mesh] = None
+def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mesh] = None,
+                    labels: Any = None
                     ) -> Callable[[GANState, jax.Array], tuple[GANState, Metrics]]:
     """Returns the compiled ``train_step(state, key) -> (state, metrics)``.
 
@@ -250,6 +291,8 @@ def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mes
         and batch of z is split over the devices along the batch axis, and the step still
         computes the global-batch update (BatchNorm statistics included). ``config.batch_size``
         must be divisible by the number of devices.
+      labels: int ``[N]`` class labels of ``images``; required by (only) a conditional config.
+        Held on the device like ``images``.
 
     The input ``state`` is donated: do not use it after the call.
     """
@@ -257,11 +300,15 @@ def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mes
         raise ValueError(
             f"batch_size {config.batch_size} exceeds the {images.shape[0]} training images")
     static = config.computation()
+    if labels is not None:
+        labels = np.asarray(labels, np.int32)
+    _check_labels(config, images, labels)
     if mesh is None:
         images = jnp.asarray(images, jnp.float32)
+        labels = None if labels is None else jnp.asarray(labels)
 
         def train_step(state: GANState, key: jax.Array) -> tuple[GANState, Metrics]:
-            return _train_step(static, state, key, images)
+            return _train_step(static, state, key, images, labels)
 
         return train_step
 
@@ -274,9 +321,10 @@ def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mes
     images = (images.astype(jnp.float32) if isinstance(images, jax.Array)
               else np.asarray(images, np.float32))
     images = parallel.replicate(images, mesh)
+    labels = None if labels is None else parallel.replicate(labels, mesh)
     sharded_step = _sharded_train_step(static, mesh)
 
     def train_step(state: GANState, key: jax.Array) -> tuple[GANState, Metrics]:
-        return sharded_step(state, key, images)
+        return sharded_step(state, key, images, labels)
 
     return train_step

@@ -36,13 +36,14 @@ def train_keys(seeds: Sequence[int]) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def _sweep_step(config: Config, states: GANState, keys: jax.Array, images: jax.Array,
-                learning_rates: jax.Array) -> tuple[GANState, Metrics]:
-    step = functools.partial(train_step_fn, config)
+                learning_rates: jax.Array, labels: Optional[jax.Array]
+                ) -> tuple[GANState, Metrics]:
+    step = functools.partial(train_step_fn, config, labels=labels)
     return jax.vmap(step, in_axes=(0, 0, None, 0))(states, keys, images, learning_rates)
 
 
 def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequence[float]] = None,
-                    num_runs: Optional[int] = None
+                    num_runs: Optional[int] = None, labels: Any = None
                     ) -> Callable[[GANState, jax.Array], tuple[GANState, Metrics]]:
     """Returns ``sweep_step(states, keys) -> (states, metrics)`` over N stacked runs.
 
@@ -52,6 +53,7 @@ def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequen
       learning_rates: one learning rate per run (both networks); default: every run uses
         ``config.learning_rate`` (then ``num_runs`` gives N).
       num_runs: number of runs when ``learning_rates`` is not given.
+      labels: shared int ``[N_images]`` class labels, for a conditional config.
 
     Metrics come back with a leading ``[N]`` axis. ``states`` is donated.
     """
@@ -61,9 +63,10 @@ def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequen
         learning_rates = [config.learning_rate] * num_runs
     lrs = jnp.asarray(learning_rates, jnp.float32)
     images = jnp.asarray(images, jnp.float32)
+    labels = None if labels is None else jnp.asarray(labels, jnp.int32)
     static = config.computation()
 
     def sweep_step(states: GANState, keys: jax.Array) -> tuple[GANState, Metrics]:
-        return _sweep_step(static, states, keys, images, lrs)
+        return _sweep_step(static, states, keys, images, lrs, labels)
 
     return sweep_step

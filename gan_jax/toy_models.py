@@ -79,10 +79,12 @@ _TOY_DEFAULTS = {"batch_size": 256, "learning_rate": 1e-3, "b1": 0.5, "b2": 0.99
 TOY_ARCHITECTURES = {
     "toy1d": models.Architecture(
         lambda: ToyGenerator(out_dim=1, hidden=32), lambda: ToyDiscriminator(hidden=32),
-        (1,), defaults=types.MappingProxyType({**_TOY_DEFAULTS, "latent_dim": 1})),
+        (1,), defaults=types.MappingProxyType({**_TOY_DEFAULTS, "latent_dim": 1}),
+        d_flattens=True),
     "toy2d": models.Architecture(
         lambda: ToyGenerator(out_dim=2, hidden=128), lambda: ToyDiscriminator(hidden=128),
-        (2,), defaults=types.MappingProxyType({**_TOY_DEFAULTS, "latent_dim": 16})),
+        (2,), defaults=types.MappingProxyType({**_TOY_DEFAULTS, "latent_dim": 16}),
+        d_flattens=True),
     "parallel_lines": models.Architecture(
         ParallelLinesGenerator, lambda: ToyDiscriminator(hidden=64),
         (2,), defaults=types.MappingProxyType({**_TOY_DEFAULTS, "latent_dim": 1})),

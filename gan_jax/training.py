@@ -4,9 +4,11 @@ Workdir layout:
   config.json            the run's :class:`~gan_jax.config.Config`
   metrics.jsonl          one JSON row per step: step, d_loss, g_loss, d_real, d_fake, g_d_fake;
                          every eval_every steps also fd, score, classes_covered, class_kl
-                         (gan_jax.scoring.quick_scores on eval_samples fakes from a fixed z)
+                         (gan_jax.scoring.quick_scores on eval_samples fakes from a fixed z;
+                         conditional runs: balanced labels, plus label_accuracy)
   eval_card.json         how those were made: evaluator name and sha256, real split, sizes
-  samples/step_NNNNNN.png  grids of G(z) for one fixed z (seed 000 Fig. 2.2)
+  samples/step_NNNNNN.png  grids of G(z) for one fixed z (seed 000 Fig. 2.2); conditional
+                         runs: one row per class, the same z down each column
   curves.png             D(x), D(G(z)) with the 1/2 line, the losses (Fig. 2.3), and FD
   checkpoints/<step>/    orbax checkpoints of the whole GANState
 
@@ -37,7 +39,7 @@ import numpy as np
 from absl import logging
 
 from gan_jax import data as data_lib
-from gan_jax import parallel, plotting, sampling, scoring
+from gan_jax import conditional, parallel, plotting, sampling, scoring
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.config import Config, check_resumable, load_config, save_config
 from gan_jax.losses import get_objective
@@ -67,13 +69,19 @@ def eval_key(seed: int) -> jax.Array:
 
 def load_training_images(config: Config) -> np.ndarray:
     """The training split as float32 ``[N, H, W, C]`` in [-1, 1], checked against the model."""
-    images, _ = data_lib.load_dataset(config.dataset, "train", config.data_dir)
+    return load_training_data(config)[0]
+
+
+def load_training_data(config: Config) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """(images, labels): the training split as float32 ``[N, H, W, C]`` in [-1, 1], checked
+    against the model, and its int32 class labels ``[N]`` for a conditional config (else None)."""
+    images, labels = data_lib.load_dataset(config.dataset, "train", config.data_dir)
     images = data_lib.to_model_range(images)
     expected = get_architecture(config.arch).image_shape
     if images.shape[1:] != expected:
         raise ValueError(f"--arch={config.arch} expects images {expected}, "
                          f"dataset {config.dataset!r} has {images.shape[1:]}")
-    return images
+    return images, (labels.astype(np.int32) if config.conditional else None)
 
 
 @jax.jit
@@ -126,7 +134,16 @@ class _Outputs:
         if self.writer:
             _write_metrics(self.metrics_path, self.rows)  # Drop rows past the restored step.
         self.pending: list[tuple[int, dict]] = []
-        self.fixed_z = build_gan(config).sample_z(run_keys(config.seed)[2], NUM_GRID_SAMPLES)
+        gan = build_gan(config)
+        self.fixed_labels = None
+        if gan.num_classes is None:
+            self.fixed_z = gan.sample_z(run_keys(config.seed)[2], NUM_GRID_SAMPLES)
+        else:
+            # One row per class; each column keeps its z across the rows (same "style").
+            columns = NUM_GRID_SAMPLES // 10
+            self.fixed_z = jnp.tile(gan.sample_z(run_keys(config.seed)[2], columns),
+                                    (gan.num_classes, 1))
+            self.fixed_labels = conditional.grid_labels(gan.num_classes, columns)
         if mesh is not None:
             self.fixed_z = parallel.replicate(self.fixed_z, mesh)
 
@@ -163,11 +180,15 @@ class _Outputs:
         images = sampling.sample(self.config, state, self.eval_key, self.config.eval_samples)
         if not np.all(np.isfinite(images)):
             self.diverged(f"non-finite generator output at step {step}")
-        scores = scoring.quick_scores(images, self.reference)
+        labels = sampling.sample_labels(self.config, self.config.eval_samples)
+        scores = scoring.quick_scores(images, self.reference, labels)
         logging.info("step %d eval (%d samples): FD %.3f  classifier score %.2f  classes "
-                     "covered %d  class KL %.3f", step, self.config.eval_samples, scores["fd"],
-                     scores["score"], scores["classes_covered"], scores["class_kl"])
-        return {k: float(scores[k]) for k in EVAL_KEYS}
+                     "covered %d  class KL %.3f%s", step, self.config.eval_samples, scores["fd"],
+                     scores["score"], scores["classes_covered"], scores["class_kl"],
+                     "" if labels is None else
+                     f"  label accuracy {scores['label_accuracy']:.3f}")
+        keys = EVAL_KEYS + (() if labels is None else ("label_accuracy",))
+        return {k: float(scores[k]) for k in keys}
 
     def diverged(self, what: str) -> None:
         last = self.checkpointer.latest_step()
@@ -176,7 +197,7 @@ class _Outputs:
         raise TrainingDiverged(f"Training diverged: {what}. Stopped without saving; {where}.")
 
     def samples(self, state: GANState, step: int) -> None:
-        images = sampling.generate(self.config, state, self.fixed_z)
+        images = sampling.generate(self.config, state, self.fixed_z, self.fixed_labels)
         if not self.writer:
             return
         path = os.path.join(self.samples_dir, f"step_{step:06d}.png")
@@ -191,13 +212,16 @@ class _Outputs:
         self.checkpointer.save(step, state)
 
 
-def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
+def train(config: Config, images: Optional[np.ndarray] = None,
+          labels: Optional[np.ndarray] = None) -> GANState:
     """Trains (or resumes) the GAN described by ``config`` in ``config.workdir``.
 
     Args:
       config: the run; ``workdir`` is required.
       images: optional training set float32 ``[N, H, W, C]`` in [-1, 1]; loaded from
         ``config.dataset`` / ``config.data_dir`` when omitted.
+      labels: the int class labels ``[N]`` of ``images``, for a conditional config (loaded
+        with them when ``images`` is omitted).
 
     Returns:
       The final state (after ``config.num_steps`` iterations).
@@ -218,7 +242,9 @@ def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
     if os.path.exists(config_path):
         check_resumable(load_config(config_path), config, config_path)
     if images is None:
-        images = load_training_images(config)
+        images, labels = load_training_data(config)
+    elif config.conditional and labels is None:
+        raise ValueError("a conditional config needs the labels of the images passed to train()")
 
     init_key, train_key, _ = run_keys(config.seed)
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints"))
@@ -244,7 +270,7 @@ def train(config: Config, images: Optional[np.ndarray] = None) -> GANState:
     outputs = _Outputs(config, checkpointer, start, mesh, reference)
     if start == 0:
         outputs.samples(state, 0)
-    train_step = make_train_step(config, images, mesh=mesh)
+    train_step = make_train_step(config, images, mesh=mesh, labels=labels)
 
     logging.info("Training %s/%s from step %d to %d", config.arch, config.objective, start,
                  config.num_steps)

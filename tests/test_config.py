@@ -21,7 +21,7 @@ def test_frozen():
 
 @pytest.mark.parametrize("field,value,match", [
     ("objective", "wgan-foo", r"Unknown objective 'wgan-foo'; valid: \['hinge', 'lsgan', 'minimax', 'nonsaturating', 'wgan', 'wgan-gp'\]"),
-    ("arch", "resnet", r"Unknown architecture 'resnet'; valid: \['dcgan', 'dcgan32', 'dcgan64', 'goodfellow_mlp', 'mlp', 'thesis'"),
+    ("arch", "resnet", r"Unknown architecture 'resnet'; valid: \['dcgan', 'dcgan32', 'dcgan64', 'goodfellow_mlp', 'mlp', 'parallel_lines', 'thesis', 'thesis_plain', 'toy1d', 'toy2d'\]"),
     ("prior", "cauchy", r"valid: \['normal', 'uniform'\]"),
     ("batch_size", 0, "batch_size must be >= 1"),
     ("disc_steps", 0, "disc_steps must be >= 1"),
@@ -121,3 +121,13 @@ def test_d_activation_choice():
     with pytest.raises(ValueError, match=r"Unknown d_activation 'elu' for --arch=thesis; valid: "
                                          r"\['leaky_relu', 'relu'\]"):
         Config(d_activation="elu")
+
+
+def test_d_dropout_choice():
+    assert Config().d_dropout == 0.0 and Config(arch="dcgan", d_dropout=0.4).d_dropout == 0.4
+    with pytest.raises(ValueError, match=r"d_dropout is not offered by --arch=thesis; it is by "
+                                         r"\['dcgan', 'dcgan32', 'dcgan64'\]"):
+        Config(d_dropout=0.4)
+    with pytest.raises(ValueError, match=r"d_dropout must be in \[0, 1\), got 1.0"):
+        Config(arch="dcgan", d_dropout=1.0)
+

@@ -247,3 +247,29 @@ def test_d_activation_relu_vs_leaky_relu(arch, slope):
     zero = models.ThesisDiscriminator(negative_slope=0.0) if arch == "thesis" else None
     if zero is not None:
         np.testing.assert_array_equal(zero.apply(variables, x), out_relu)
+
+
+def test_dcgan_dropout_variant():
+    """--d_dropout: seed 003's DCGAN D, dropout after every LeakyReLU (train mode only)."""
+    a = models.get_architecture("dcgan")
+    plain = models.discriminator_for(a)
+    dropped = models.discriminator_for(a, d_dropout=0.4)
+    assert plain.dropout == 0.0 and dropped.dropout == 0.4
+    x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
+    variables = plain.init(jax.random.key(1), x, train=False)
+    # Same parameters; dropout adds none.
+    assert jax.tree.structure(dropped.init(jax.random.key(1), x, train=False)) == \
+        jax.tree.structure(variables)
+    np.testing.assert_array_equal(dropped.apply(variables, x, train=False),
+                                  plain.apply(variables, x, train=False))
+
+    def train_logits(module, key):
+        return module.apply(variables, x, train=True, rngs={"dropout": key},
+                            mutable=["batch_stats"])[0]
+
+    a1, a2 = train_logits(dropped, jax.random.key(2)), train_logits(dropped, jax.random.key(3))
+    assert not np.allclose(a1, a2)  # the dropout key matters
+    np.testing.assert_array_equal(a1, train_logits(dropped, jax.random.key(2)))
+    assert not np.allclose(a1, train_logits(plain, jax.random.key(2)))
+    with pytest.raises(ValueError, match="d_dropout is not offered"):
+        models.discriminator_for(models.get_architecture("thesis"), d_dropout=0.4)

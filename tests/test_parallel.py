@@ -73,7 +73,8 @@ many = steps.make_train_step(config, images, mesh=mesh)  # 8 devices
 # [16,28,28,1] and z [16,96] to be split over "data"; the compiled per-device program holds
 # 2 real images per device and never the whole batch of 16.
 lowered = steps._sharded_train_step(config.computation(), mesh).lower(
-    parallel.replicate(init, mesh), parallel.replicate(key, mesh), parallel.replicate(images, mesh))
+    parallel.replicate(init, mesh), parallel.replicate(key, mesh), parallel.replicate(images, mesh),
+    None)  # no labels (unconditional)
 text = lowered.as_text()
 split = ('{"data"}', "devices=[8,")  # Shardy / GSPMD spellings of "sharded over data"
 lines = [l for l in text.splitlines() if any(s in l for s in split)]
