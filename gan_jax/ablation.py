@@ -8,7 +8,7 @@ writes:
 
   ablation.png   one row per prior, one column per (D activation, step): each cell's sample
                  grid halfway through training and at the end (seed 001 also compares 10
-                 against 20 epochs), titled with its final FD and classes covered
+                 against 20 epochs), titled with its final FD
   ablation.json  per cell: prior, d_activation, workdir, steps, wall seconds (None when the
                  cell was resumed part-way) and the last evaluation (FD, classifier score, classes covered, class KL)
 
@@ -150,7 +150,7 @@ def plot_ablation(record: dict, path: str) -> None:
                 ax.set_yticks([])
                 title = f"D {activation}, step {step}"
                 if step == steps[-1] and "fd" in cell:
-                    title += f"\nFD {cell['fd']:.1f}, {int(cell['classes_covered'])} classes"
+                    title += f": FD {cell['fd']:.1f}"
                 ax.set_title(title, fontsize=9)
                 if c == 0:
                     ax.set_ylabel(f"z ~ {prior}", fontsize=11)
