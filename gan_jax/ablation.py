@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 
 from gan_jax.config import D_ACTIVATIONS, Config
 from gan_jax.priors import PRIORS
+from gan_jax import scoring
 from gan_jax.training import train
 
 EVAL_KEYS = ("fd", "score", "classes_covered", "class_kl")
@@ -121,11 +122,7 @@ def run_ablation(base: Config, priors: Sequence[str] = ("uniform", "normal"),
               "seed": base.seed, "grid_steps": _grid_steps(base), "cells": cells}
     plot_ablation(record, os.path.join(base.workdir, "ablation.png"))
     record["figure"] = "ablation.png"
-    tmp = record_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, record_path)
+    scoring.write_eval_json(record, record_path)
     return record
 
 

@@ -25,7 +25,6 @@ the interior. The papers train 25k-100k steps; pass ``steps`` for longer runs.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -34,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import mixture_data, mixture_plots, registry, sweep
+from gan_jax import mixture_data, mixture_plots, registry, scoring, sweep
 from gan_jax.config import Config
 from gan_jax.state import GANState, build_gan, count_params, create_state
 from gan_jax.steps import train_step_fn
@@ -233,11 +232,7 @@ def run_mixture(name: str, workdir: str, *, seeds: int = 8, steps: Optional[int]
     mixture_plots.plot_seeds(target, real, trained, path["seeds"])
     mixture_plots.plot_coverage(target, results, path["coverage"])
     results["wall_time_s"] = round(time.perf_counter() - start, 2)
-    tmp = os.path.join(workdir, "results.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, os.path.join(workdir, "results.json"))
+    scoring.write_eval_json(results, os.path.join(workdir, "results.json"))
     return results
 
 

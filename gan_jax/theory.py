@@ -18,7 +18,6 @@ of a comparison ``jax.vmap``-ed in one compiled program (:mod:`gan_jax.theory_tr
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from typing import Callable, Optional
@@ -26,7 +25,7 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
-from gan_jax import theory_1d, theory_lines
+from gan_jax import scoring, theory_1d, theory_lines
 
 # Each computes one experiment: (seeds, steps, quick) -> (results, {png name: draw(path)}).
 _COMPUTE: dict[str, Callable[..., tuple[dict, dict]]] = {
@@ -78,11 +77,7 @@ def run(name: str, workdir: str, *, seeds: int = 8, steps: Optional[int] = None,
         draw(os.path.join(workdir, filename))
     results = _jsonable({"name": name, **results, "seeds": seeds, "quick": quick,
                          "wall_time_s": round(wall, 2), "figures": sorted(figures)})
-    path = os.path.join(workdir, "results.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
+    scoring.write_eval_json(results, os.path.join(workdir, "results.json"))
     return results
 
 
