@@ -40,7 +40,9 @@ flags.DEFINE_integer("disc_steps", None, "k (default: the objective's).")
 flags.DEFINE_integer("latent_dim", None, "Dimension of z (default: the architecture's).")
 flags.DEFINE_integer("sweep", 0, "If N > 0: time N runs vmapped into one step against one "
                      "run at a time (N sequential runs), instead of JAX against PyTorch.")
-flags.DEFINE_integer("num_images", 1024, "Size of the in-memory random dataset.")
+flags.DEFINE_integer("num_images", None, "Size of the in-memory random dataset (default: "
+                     "MNIST's 60,000 training images, or as many as fit in 256 MiB of float32 "
+                     "for larger images; the step's data handling is timed with it).")
 flags.DEFINE_integer("rounds", 5, "Interleaved timed rounds (medians are reported).")
 flags.DEFINE_integer("steps", 20, "Steps per implementation per round.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps per implementation after the first call.")
@@ -65,6 +67,12 @@ def _rounded(value):
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
     return value
+
+
+def default_num_images(config, budget_bytes: int = 256 * 2**20) -> int:
+    """60,000 (MNIST's training set) or fewer, so that the float32 set fits ``budget_bytes``."""
+    h, w, c = gan_jax.get_architecture(config.arch).image_shape
+    return min(60000, budget_bytes // (4 * h * w * c))
 
 
 def format_table(report: dict, descriptions: dict) -> str:
@@ -103,7 +111,7 @@ def main(argv):
     if FLAGS.sweep > 0:
         return sweep_main(config)
     use_torch = _torch_available() if FLAGS.torch is None else FLAGS.torch
-    images = random_images(config, FLAGS.num_images)
+    images = random_images(config, FLAGS.num_images or default_num_images(config))
 
     timers = {"jax": TrainStepTimer(config, images=images)}
     descriptions = {"jax": f"JAX {jax.__version__} jit on {jax.devices()[0].platform}, "
@@ -135,7 +143,7 @@ def main(argv):
     report = interleave(timers, rounds=FLAGS.rounds, steps=FLAGS.steps, warmup=FLAGS.warmup,
                         images_per_step=config.batch_size * config.disc_steps)
     load_after = os.getloadavg()
-    common = {"arch": config.arch, "objective": config.objective,
+    common = {"arch": config.arch, "objective": config.objective, "num_images": len(images),
               "batch_size": config.batch_size, "disc_steps": config.disc_steps,
               "rounds": FLAGS.rounds, "steps": FLAGS.steps}
     for name in report["order"]:
@@ -147,8 +155,8 @@ def main(argv):
                           "loadavg_after": _rounded(list(load_after))}))
     print()
     print(f"{config.arch} GAN, {config.objective}, batch {config.batch_size}, k = "
-          f"{config.disc_steps}: {FLAGS.rounds} interleaved rounds of {FLAGS.steps} steps "
-          f"(medians; images/s = real images seen by D)")
+          f"{config.disc_steps}, {len(images)} training images: {FLAGS.rounds} interleaved "
+          f"rounds of {FLAGS.steps} steps (medians; images/s = real images seen by D)")
     print(format_table(report, descriptions))
     print("load average (1, 5, 15 min) before: " + " ".join(f"{x:.2f}" for x in load_before)
           + ", after: " + " ".join(f"{x:.2f}" for x in load_after))
@@ -157,7 +165,7 @@ def main(argv):
 def sweep_main(config):
     """N vmapped runs against sequential single runs, interleaved; compares images/s."""
     n = FLAGS.sweep
-    images = random_images(config, FLAGS.num_images)
+    images = random_images(config, FLAGS.num_images or default_num_images(config))
     name = f"vmap{n}"
     timers = {"single": TrainStepTimer(config, images=images),
               name: SweepTimer(config, n, images=images)}

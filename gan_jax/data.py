@@ -12,9 +12,11 @@ so no host input pipeline runs per step.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -268,18 +270,29 @@ def to_model_range(images_uint8) -> np.ndarray:
     return (x.astype(np.float32) - np.float32(127.5)) / np.float32(127.5)
 
 
+def epoch_permutation(data_key, epoch, num_examples: int) -> jax.Array:
+    """The int32 ``[N]`` order of epoch ``epoch``: a permutation keyed by ``fold_in(data_key, epoch)``."""
+    return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples).astype(jnp.int32)
+
+
+def _check_batch_size(num_examples: int, batch_size: int) -> None:
+    if batch_size < 1 or batch_size > num_examples:
+        raise ValueError(f"batch_size must be in 1..num_examples={num_examples}, got {batch_size}")
+
+
 def batch_indices(data_key, batch_number, num_examples: int, batch_size: int) -> jax.Array:
     """Indices of minibatch ``batch_number`` in an epoch-shuffled stream.
 
-    Each epoch is a fresh permutation keyed by ``fold_in(data_key, epoch)``,
-    cut into ``num_examples // batch_size`` batches (the remainder is dropped).
-    So every example is seen at most once per epoch (sampling without
-    replacement), and the stream is a pure function of ``(data_key,
-    batch_number)``: a run resumed from a checkpoint at step ``s`` draws the
-    exact batches the uninterrupted run would have, with no iterator state to
-    save. It is jittable, so the compiled train step can gather its real batch
-    from the device-resident dataset; re-deriving the permutation every step
-    costs a couple of sorts of ``num_examples`` keys, negligible next to the model.
+    Each epoch is a fresh permutation keyed by ``fold_in(data_key, epoch)``
+    (:func:`epoch_permutation`), cut into ``num_examples // batch_size`` batches (the
+    remainder is dropped). So every example is seen at most once per epoch (sampling without
+    replacement), and the stream is a pure function of ``(data_key, batch_number)``: a run
+    resumed from a checkpoint at step ``s`` draws the exact batches the uninterrupted run would
+    have, with no iterator state to save. It is jittable, so a compiled step can gather its real
+    batch from the device-resident dataset. It re-derives the whole epoch's permutation on every
+    call, though: sorts of ``num_examples`` keys, about 21 ms for MNIST's 60,000 on the 2-core
+    CPU. :func:`gan_jax.steps.make_train_step` therefore computes each epoch's permutation once
+    (:func:`epoch_orders`) and draws the same batches with :func:`batch_indices_from`.
 
     Args:
         data_key: PRNG key reserved for data order.
@@ -290,11 +303,59 @@ def batch_indices(data_key, batch_number, num_examples: int, batch_size: int) ->
     Returns:
         int32 ``[B]`` indices into the dataset.
     """
-    if batch_size < 1 or batch_size > num_examples:
-        raise ValueError(f"batch_size must be in 1..num_examples={num_examples}, got {batch_size}")
+    _check_batch_size(num_examples, batch_size)
     batches_per_epoch = num_examples // batch_size
     batch_number = jnp.asarray(batch_number, dtype=jnp.int32)
     epoch = batch_number // batches_per_epoch
-    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples).astype(jnp.int32)
+    perm = epoch_permutation(data_key, epoch, num_examples)
     start = (batch_number % batches_per_epoch) * batch_size
     return jax.lax.dynamic_slice(perm, (start,), (batch_size,))
+
+
+class EpochOrders(NamedTuple):
+    """Precomputed epoch orders: ``perms[e] = epoch_permutation(data_key, first_epoch + e, N)``.
+
+    A pytree (``first_epoch`` int32 scalar, ``perms`` int32 ``[E, N]``) that a compiled step
+    takes as an argument; :func:`batch_indices_from` reads batches out of it.
+    """
+
+    first_epoch: jax.Array
+    perms: jax.Array
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def epoch_orders(data_key, first_epoch, num_epochs: int, num_examples: int) -> EpochOrders:
+    """The orders of epochs ``first_epoch .. first_epoch + num_epochs - 1`` (bitwise those
+    :func:`batch_indices` derives)."""
+    first_epoch = jnp.asarray(first_epoch, jnp.int32)
+    epochs = first_epoch + jnp.arange(num_epochs, dtype=jnp.int32)
+    perms = jax.vmap(lambda e: epoch_permutation(data_key, e, num_examples))(epochs)
+    return EpochOrders(first_epoch, perms)
+
+
+def epochs_spanned(num_batches: int, num_examples: int, batch_size: int) -> int:
+    """The most epochs that ``num_batches`` consecutive batches can draw from."""
+    _check_batch_size(num_examples, batch_size)
+    if num_batches < 1:
+        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    per_epoch = num_examples // batch_size
+    # A run of n batches starting at offset o of an epoch ends in epoch (o + n - 1) // per_epoch.
+    return (per_epoch - 1 + num_batches - 1) // per_epoch + 1
+
+
+def batch_indices_from(orders: EpochOrders, batch_number, num_examples: int,
+                       batch_size: int) -> jax.Array:
+    """:func:`batch_indices` read from precomputed ``orders`` (same values, no sort).
+
+    ``batch_number``'s epoch must be one of ``orders``' epochs (the caller's duty; an epoch out
+    of range reads a clamped row).
+    """
+    _check_batch_size(num_examples, batch_size)
+    if orders.perms.shape[-1] != num_examples:
+        raise ValueError(f"epoch orders of {orders.perms.shape[-1]} examples for a dataset of "
+                         f"{num_examples}")
+    batches_per_epoch = num_examples // batch_size
+    batch_number = jnp.asarray(batch_number, dtype=jnp.int32)
+    row = batch_number // batches_per_epoch - orders.first_epoch
+    start = (batch_number % batches_per_epoch) * batch_size
+    return jax.lax.dynamic_slice(orders.perms, (row, start), (1, batch_size))[0]

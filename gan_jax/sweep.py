@@ -16,7 +16,8 @@ import jax.numpy as jnp
 
 from gan_jax.config import Config
 from gan_jax.state import GANState, create_state
-from gan_jax.steps import Metrics, train_step_fn
+from gan_jax import data
+from gan_jax.steps import EpochOrderedStep, Metrics, data_key_of, train_step_fn
 from gan_jax.training import run_keys
 
 
@@ -36,10 +37,21 @@ def train_keys(seeds: Sequence[int]) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def _sweep_step(config: Config, states: GANState, keys: jax.Array, images: jax.Array,
-                learning_rates: jax.Array, labels: Optional[jax.Array]
-                ) -> tuple[GANState, Metrics]:
-    step = functools.partial(train_step_fn, config, labels=labels)
-    return jax.vmap(step, in_axes=(0, 0, None, 0))(states, keys, images, learning_rates)
+                learning_rates: jax.Array, labels: Optional[jax.Array],
+                epoch_orders: Optional[data.EpochOrders] = None) -> tuple[GANState, Metrics]:
+    def step(state, key, learning_rate, orders):
+        return train_step_fn(config, state, key, images, learning_rate, labels=labels,
+                             epoch_orders=orders)
+
+    return jax.vmap(step)(states, keys, learning_rates, epoch_orders)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sweep_epoch_orders(keys: jax.Array, first_epoch, num_epochs: int, num_examples: int
+                        ) -> data.EpochOrders:
+    """Each run's epoch orders (from its own training key), stacked ``[N, ...]``."""
+    return jax.vmap(lambda key: data.epoch_orders(data_key_of(key), first_epoch, num_epochs,
+                                                  num_examples))(keys)
 
 
 def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequence[float]] = None,
@@ -66,7 +78,13 @@ def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequen
     labels = None if labels is None else jnp.asarray(labels, jnp.int32)
     static = config.computation()
 
-    def sweep_step(states: GANState, keys: jax.Array) -> tuple[GANState, Metrics]:
-        return _sweep_step(static, states, keys, images, lrs, labels)
-
-    return sweep_step
+    # Each run's epoch orders are computed once per epoch on the host's cue, not re-sorted in
+    # every step (see steps.EpochOrderedStep); the runs advance together, so run 0's step is
+    # every run's.
+    return EpochOrderedStep(
+        lambda states, keys, orders: _sweep_step(static, states, keys, images, lrs, labels,
+                                                 orders),
+        static, images.shape[0],
+        lambda keys, first_epoch, num_epochs, num_examples: _sweep_epoch_orders(
+            keys, first_epoch, num_epochs, num_examples),
+        step_of=lambda states: int(states.step[0]))

@@ -125,7 +125,8 @@ def test_benchmark_cli_without_torch_never_imports_it():
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [row["implementation"] for row in rows] == ["jax"]
-    assert rows[0]["batch_size"] == 8 and len(rows[0]["steps_per_s_all"]) == 2
+    assert rows[0]["batch_size"] == 8 and rows[0]["num_images"] == 16
+    assert len(rows[0]["steps_per_s_all"]) == 2
     assert "ratio" not in out.stdout
 
 
@@ -137,3 +138,13 @@ def test_sweep_timer_advances_every_run(tiny_config):
     assert timer.run(1) > 0
     assert timer._state.step.tolist() == [2, 2, 2]
     assert timer.metrics["d_loss"].shape == (3,)
+
+
+def test_benchmark_times_a_training_set_of_mnist_size_by_default():
+    """The step's data handling scales with the set (epoch orders), so the default set is
+    MNIST's 60,000 images, capped at 256 MiB of float32 for 64x64x3 images."""
+    import gan_jax
+    from experiments.benchmark import default_num_images
+
+    assert default_num_images(gan_jax.Config(arch="thesis")) == 60000
+    assert default_num_images(gan_jax.Config(arch="dcgan64")) == 256 * 2**20 // (4 * 64 * 64 * 3)

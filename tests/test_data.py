@@ -286,6 +286,32 @@ def test_batch_indices_bad_batch_size(batch_size):
         data.batch_indices(jax.random.key(0), 0, N, batch_size)
 
 
+def test_epoch_orders_give_the_same_batches_without_a_sort_per_batch():
+    """batch_indices_from(epoch_orders) reads bitwise the batches batch_indices derives."""
+    key = jax.random.key(7)
+    orders = data.epoch_orders(key, 2, 3, N)  # epochs 2, 3, 4
+    assert orders.perms.shape == (3, N) and orders.perms.dtype == jnp.int32
+    read = jax.jit(data.batch_indices_from, static_argnums=(2, 3))
+    for batch_number in range(20, 50):  # every batch of epochs 2..4 (10 batches per epoch)
+        np.testing.assert_array_equal(read(orders, jnp.int32(batch_number), N, B),
+                                      data.batch_indices(key, batch_number, N, B))
+    np.testing.assert_array_equal(orders.perms[1], data.epoch_permutation(key, 3, N))
+    with pytest.raises(ValueError, match="epoch orders of 103 examples for a dataset of 50"):
+        data.batch_indices_from(orders, 0, 50, B)
+
+
+def test_epochs_spanned_is_the_most_epochs_any_run_of_batches_touches():
+    for num_examples, batch_size in ((103, 10), (64, 8), (64, 64), (60000, 128)):
+        per_epoch = num_examples // batch_size
+        for num_batches in (1, 2, 3, 5, 8, 9, 17, 100):
+            touched = max(len({(first + i) // per_epoch for i in range(num_batches)})
+                          for first in range(per_epoch))
+            assert data.epochs_spanned(num_batches, num_examples, batch_size) == touched, (
+                num_examples, batch_size, num_batches)
+    with pytest.raises(ValueError, match="num_batches must be >= 1"):
+        data.epochs_spanned(0, N, B)
+
+
 # ---------------------------------------------------------------- real files
 
 

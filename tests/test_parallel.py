@@ -27,7 +27,7 @@ initialized = parallel.maybe_initialize_distributed()  # First, before any JAX c
 
 import jax, jax.numpy as jnp, numpy as np
 import gan_jax
-from gan_jax import steps
+from gan_jax import data, steps
 from gan_jax.checkpoint import Checkpointer
 from gan_jax.state import abstract_state, build_gan
 
@@ -74,7 +74,8 @@ many = steps.make_train_step(config, images, mesh=mesh)  # 8 devices
 # 2 real images per device and never the whole batch of 16.
 lowered = steps._sharded_train_step(config.computation(), mesh).lower(
     parallel.replicate(init, mesh), parallel.replicate(key, mesh), parallel.replicate(images, mesh),
-    None)  # no labels (unconditional)
+    None,  # no labels (unconditional)
+    parallel.replicate(data.epoch_orders(steps.data_key_of(key), 0, 1, len(images)), mesh))
 text = lowered.as_text()
 split = ('{"data"}', "devices=[8,")  # Shardy / GSPMD spellings of "sharded over data"
 lines = [l for l in text.splitlines() if any(s in l for s in split)]

@@ -227,3 +227,40 @@ def test_warmup_step_runs_the_schedule(tiny_config, tiny_images):
                  after.d_params, state.d_params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  after.g_params, state.g_params)
+    # make_train_step feeds the step precomputed epoch orders (step 0 draws 100 batches: 13
+    # epochs of 8): bitwise the in-step result.
+    host, _ = steps.make_train_step(config, tiny_images)(_fresh(config), KEY)
+    assert tree_equal(host, after)
+
+
+def test_host_batch_range_matches_the_step():
+    """steps.batch_range (Python ints, for the host) agrees with the traced schedule."""
+    k = 5
+    config = Config(objective="wgan", disc_steps=k, wgan_warmup=True)
+    for s in (0, 1, 24, 25, 26, 499, 500, 501, 1000, 1001, 1599):
+        assert steps.batch_range(config, s) == (
+            int(steps._critic_updates_before(jnp.int32(s), k)),
+            int(steps.warmup_critic_steps(jnp.int32(s), k))), s
+    assert steps.batch_range(Config(disc_steps=3), 7) == (21, 3)
+    assert steps.max_batches_per_step(config) == 100
+    assert steps.max_batches_per_step(Config(disc_steps=3)) == 3
+
+
+@pytest.mark.parametrize("disc_steps", [1, 3])
+def test_precomputed_epoch_orders_reproduce_the_in_step_stream(tiny_config, tiny_images,
+                                                               disc_steps):
+    """make_train_step hands each step its epochs' orders instead of sorting the data set per
+    minibatch. Over 7 steps (3 epochs of 8 batches with k = 3, steps straddling epochs) the
+    states are bitwise those of train_step_fn deriving every batch itself, also when a step is
+    given a state it did not return (a copy: the host reads its step from the device)."""
+    config = tiny_config.replace(arch="mlp", disc_steps=disc_steps)
+    in_step = jax.jit(lambda s: steps.train_step_fn(config, s, KEY, jnp.asarray(tiny_images)))
+    host = steps.make_train_step(config, tiny_images)
+    a = b = _fresh(config)
+    for i in range(7):
+        a, _ = in_step(a)
+        if i == 4:
+            b = jax.tree.map(jnp.copy, b)  # not the object the step returned
+        b, _ = host(b, KEY)
+        assert tree_equal(a, b), i
+    assert int(b.step) == 7
