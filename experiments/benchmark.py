@@ -29,8 +29,8 @@ import jax
 from absl import app, flags
 
 import gan_jax
-from gan_jax.benchmark import (QUIET_CORES, SweepTimer, TrainStepTimer, interleave,
-                               random_images)
+from gan_jax.benchmark import (QUIET_CORES, SweepTimer, TrainStepTimer, cpu_model, interleave,
+                               matmul_gflops, random_images, step_flops)
 
 flags.DEFINE_enum("objective", "nonsaturating", sorted(gan_jax.OBJECTIVES), "GAN objective.")
 flags.DEFINE_enum("arch", "thesis", sorted(gan_jax.ARCHITECTURES), "Architecture.")
@@ -49,6 +49,9 @@ flags.DEFINE_integer("warmup", 2, "Untimed steps per implementation after the fi
 flags.DEFINE_boolean("torch", None, "Also time the PyTorch eager reference (default: when "
                      "torch is importable).")
 flags.DEFINE_boolean("torch_channels_last", True, "PyTorch: channels_last memory format.")
+flags.DEFINE_boolean("flops", True, "Also report each step's FLOPs (XLA's cost analysis; "
+                     "PyTorch's FlopCounterMode), the FLOP rates, and the machine's float32 "
+                     "matmul rate in each framework.")
 flags.DEFINE_enum("torch_adam", "fused", ["fused", "foreach", "forloop"],
                   "PyTorch: Adam implementation.")
 
@@ -139,6 +142,14 @@ def main(argv):
         timers["pytorch"] = torch_timer
         descriptions["pytorch"] = torch_timer.describe()
 
+    flops = {}
+    if FLAGS.flops:
+        flops["jax"] = step_flops(config, len(images))
+        if use_torch:
+            flops["pytorch"] = torch_reference.step_flops(
+                torch_reference.TorchTrainStep(config, images[:config.batch_size * 2],
+                                               channels_last=FLAGS.torch_channels_last,
+                                               adam=FLAGS.torch_adam))
     load_before = os.getloadavg()
     report = interleave(timers, rounds=FLAGS.rounds, steps=FLAGS.steps, warmup=FLAGS.warmup,
                         images_per_step=config.batch_size * config.disc_steps)
@@ -146,9 +157,20 @@ def main(argv):
     common = {"arch": config.arch, "objective": config.objective, "num_images": len(images),
               "batch_size": config.batch_size, "disc_steps": config.disc_steps,
               "rounds": FLAGS.rounds, "steps": FLAGS.steps}
+    machine = {"cpu": cpu_model()}
+    if FLAGS.flops:
+        machine["matmul_gflops"] = {"jax": matmul_gflops()}
+        if use_torch:
+            machine["matmul_gflops"]["pytorch"] = torch_reference.matmul_gflops()
     for name in report["order"]:
+        result = dict(report["results"][name])
+        if flops.get(name):
+            result["gflop_per_step"] = flops[name] / 1e9
+            result["gflop_per_s"] = flops[name] / 1e9 * result["steps_per_s"]
+        report["results"][name] = result
         print(json.dumps({"implementation": name, **common, "setup": descriptions[name],
-                          **_rounded(report["results"][name])}))
+                          **_rounded(result)}))
+    print(json.dumps({"machine": _rounded(machine)}))
     for pair, ratio in report["ratios"].items():
         print(json.dumps({"ratio": pair, **common, **_rounded(ratio),
                           "loadavg_before": _rounded(list(load_before)),
@@ -158,6 +180,15 @@ def main(argv):
           f"{config.disc_steps}, {len(images)} training images: {FLAGS.rounds} interleaved "
           f"rounds of {FLAGS.steps} steps (medians; images/s = real images seen by D)")
     print(format_table(report, descriptions))
+    counters = {"jax": "XLA cost analysis", "pytorch": "FlopCounterMode"}
+    for name in report["order"]:
+        result = report["results"][name]
+        if "gflop_per_step" in result:
+            print(f"{name}: {result['gflop_per_step']:.2f} GFLOP/step ({counters[name]}) -> "
+                  f"{result['gflop_per_s']:.0f} GFLOP/s")
+    rates = machine.get("matmul_gflops", {})
+    print(f"machine: {machine['cpu']}" + ("; float32 2048x2048 matmul: " + ", ".join(
+        f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items()) if rates else ""))
     print("load average (1, 5, 15 min) before: " + " ".join(f"{x:.2f}" for x in load_before)
           + ", after: " + " ".join(f"{x:.2f}" for x in load_after))
 

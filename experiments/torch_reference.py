@@ -484,6 +484,30 @@ class TorchTrainStep:
         return {**d_metrics, **g_metrics}
 
 
+def step_flops(trainer: TorchTrainStep) -> float:
+    """Floating-point operations of one ``trainer.step()`` by PyTorch's ``FlopCounterMode``
+    (matrix products and convolutions; it advances the trainer by one step)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        trainer.step()
+    return float(counter.get_total_flops())
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """PyTorch's float32 matrix-multiply rate on this machine (GFLOP/s, best of 3), as
+    :func:`gan_jax.benchmark.matmul_gflops` measures JAX's."""
+    a = torch.ones(size, size)
+    a @ a
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 * repeats / best / 1e9
+
+
 class TorchStepTimer:
     """:class:`TorchTrainStep` with the ``compile()`` / ``run(n)`` protocol of
     :func:`gan_jax.benchmark.interleave` (eager: ``compile()`` is just the first step, with

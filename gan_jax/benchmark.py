@@ -17,11 +17,14 @@ import time
 from typing import Mapping, Protocol
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from gan_jax import data as data_lib
+from gan_jax import steps
 from gan_jax.config import Config
 from gan_jax.models import get_architecture
-from gan_jax.state import create_state
+from gan_jax.state import abstract_state, create_state
 from gan_jax.steps import make_train_step
 
 
@@ -218,3 +221,54 @@ def interleave(timers: Mapping[str, StepTimer], rounds: int = 5, steps: int = 20
             }
     return {"order": names, "rounds": rounds, "steps": steps, "results": results,
             "ratios": ratios}
+
+
+def step_flops(config: Config, num_images: int = 1024) -> float | None:
+    """Floating-point operations of one compiled train step of ``config`` (single device), by
+    XLA's cost analysis of the program :func:`make_train_step` runs; None where the backend
+    reports none. Compiles the step once more (not from the jit cache)."""
+    height, width, channels = get_architecture(config.arch).image_shape
+    images = jax.ShapeDtypeStruct((num_images, height, width, channels), jnp.float32)
+    num_epochs = data_lib.epochs_spanned(steps.max_batches_per_step(config), num_images,
+                                         config.batch_size)
+    orders = data_lib.EpochOrders(jax.ShapeDtypeStruct((), jnp.int32),
+                                  jax.ShapeDtypeStruct((num_epochs, num_images), jnp.int32))
+    compiled = steps._train_step.lower(config.computation(), abstract_state(config),
+                                       jax.random.key(0), images, None, orders).compile()
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # older jaxlibs: one dict per program
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """The machine's float32 matrix-multiply rate in JAX (GFLOP/s, best of 3 timings of
+    ``repeats`` products of ``size x size`` matrices): the peak the step's FLOP rate is
+    measured against."""
+    a = jnp.ones((size, size), jnp.float32)
+    product = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(product(a))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            out = product(a)
+        jax.block_until_ready(out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 * repeats / best / 1e9
+
+
+def cpu_model() -> str:
+    """The CPU's model name and widest x86 vector extension (Linux ``/proc/cpuinfo``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), "unknown CPU")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])
+    vector = next((v for v in ("avx512f", "avx2", "avx") if v in flags), None)
+    return f"{name} ({os.cpu_count()} logical CPUs{', ' + vector.upper() if vector else ''})"

@@ -3,6 +3,7 @@
 import pytest
 
 from gan_jax.benchmark import TrainStepTimer, interleave, time_train_step
+from gan_jax.config import Config
 
 
 def test_time_train_step_reports(tiny_config):
@@ -123,11 +124,16 @@ def test_benchmark_cli_without_torch_never_imports_it():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    rows = [json.loads(line) for line in out.stdout.splitlines()
+            if line.startswith('{"implementation"')]
     assert [row["implementation"] for row in rows] == ["jax"]
     assert rows[0]["batch_size"] == 8 and rows[0]["num_images"] == 16
     assert len(rows[0]["steps_per_s_all"]) == 2
     assert "ratio" not in out.stdout
+    machine = next(json.loads(line)["machine"] for line in out.stdout.splitlines()
+                   if line.startswith('{"machine"'))
+    assert machine["matmul_gflops"]["jax"] > 0 and machine["cpu"]
+    assert rows[0]["gflop_per_step"] > 0 and "GFLOP/step (XLA cost analysis)" in out.stdout
 
 
 def test_sweep_timer_advances_every_run(tiny_config):
@@ -148,3 +154,32 @@ def test_benchmark_times_a_training_set_of_mnist_size_by_default():
 
     assert default_num_images(gan_jax.Config(arch="thesis")) == 60000
     assert default_num_images(gan_jax.Config(arch="dcgan64")) == 256 * 2**20 // (4 * 64 * 64 * 3)
+
+
+# Algorithm 1's matrix products per image for the seed-003 MLP GAN (G 100-128-784, D 784-128-1),
+# 2 FLOPs per multiply-add. D update: G forward 2 (100*128 + 128*784) = 226,304; D forward on
+# real and fake 2 * 2 (784*128 + 128) = 401,920; their backward (weights and hidden layer, no
+# input gradient) 2 * 2 (784*128 + 128 + 128) = 402,432. G update: G forward 226,304; D forward
+# 200,960; D backward to its input 2 (128 + 784*128) = 200,960; G backward: weights 226,304 and
+# hidden layer 2 * 128*784 = 200,704.
+MLP_STEP_FLOPS_PER_IMAGE = (226_304 + 401_920 + 402_432
+                            + 226_304 + 200_960 + 200_960 + 226_304 + 200_704)  # 2,085,888
+
+
+def test_step_flops_counts_the_algorithm_1_work():
+    """XLA's FLOP count of the MLP GAN step grows per image by what Algorithm 1 costs by hand.
+
+    Per image, the matrix products (2 FLOPs per multiply-add) of G = 100-128-784 and
+    D = 784-128-1 (``MLP_STEP_FLOPS_PER_IMAGE``); elementwise work adds about 1%.
+    """
+    from gan_jax.benchmark import step_flops
+
+    config = Config(arch="mlp", batch_size=8)
+    per_image = (step_flops(config.replace(batch_size=16), 64) - step_flops(config, 64)) / 8
+    assert MLP_STEP_FLOPS_PER_IMAGE <= per_image <= 1.05 * MLP_STEP_FLOPS_PER_IMAGE, per_image
+
+
+def test_cpu_model_names_the_cpu():
+    from gan_jax.benchmark import cpu_model
+
+    assert "logical CPUs" in cpu_model() or cpu_model() == "unknown CPU"

@@ -275,3 +275,14 @@ def test_train_step_runs_for_arch(tiny_images, arch):
     assert timer.trainer.step_count == 2
     assert timer.trainer.discriminator.training and timer.trainer.generator.training
     assert all(np.isfinite(float(v)) for v in timer.metrics.values())
+
+
+def test_step_flops_is_the_hand_count():
+    """FlopCounterMode counts exactly Algorithm 1's matrix products for the MLP GAN."""
+    from tests.test_benchmark import MLP_STEP_FLOPS_PER_IMAGE
+
+    for batch_size in (8, 16):
+        trainer = tr.TorchTrainStep(Config(arch="mlp", batch_size=batch_size),
+                                    np.zeros((32, 28, 28, 1), np.float32))
+        assert tr.step_flops(trainer) == batch_size * MLP_STEP_FLOPS_PER_IMAGE
+    assert tr.matmul_gflops(size=256, repeats=2) > 0
