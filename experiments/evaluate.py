@@ -46,8 +46,8 @@ def main(argv):
             out = FLAGS.out or os.path.join(FLAGS.workdir, "eval.json")
         elif FLAGS.samples:
             reference = scoring.load_reference(FLAGS.dataset, FLAGS.data_dir)
-            images = scoring.load_samples_npz(FLAGS.samples)
-            result = scoring.score_images(images, reference, FLAGS.parzen)
+            images, labels = scoring.load_samples_npz(FLAGS.samples, with_labels=True)
+            result = scoring.score_images(images, reference, FLAGS.parzen, labels=labels)
             result["samples"] = os.path.abspath(FLAGS.samples)
             out = FLAGS.out or os.path.splitext(FLAGS.samples)[0] + ".eval.json"
         else:

@@ -1,7 +1,10 @@
 """Sample from a trained generator: ``python -m experiments.sample --workdir=... --out=grid.png``.
 
 Restores the newest (or ``--step``) checkpoint of a workdir written by ``experiments.mnist`` and
-writes a PNG grid and/or an .npz with key ``images`` of shape [N, H, W, C] in [-1, 1].
+writes a PNG grid and/or an .npz with key ``images`` of shape [N, H, W, C] in [-1, 1]; for a
+``--conditional`` run also ``labels`` [N], the classes the samples were drawn for (balanced, as
+:func:`gan_jax.sampling.sample_labels` draws them), which ``experiments.evaluate --samples``
+scores as ``label_accuracy``.
 """
 
 import os
@@ -34,7 +37,10 @@ def main(argv):
     if FLAGS.out:
         gan_jax.plotting.save_image_grid(images, FLAGS.out)
     if FLAGS.npz:
-        np.savez_compressed(FLAGS.npz, images=images)
+        config = gan_jax.load_config(os.path.join(FLAGS.workdir, "config.json"))
+        labels = gan_jax.sampling.sample_labels(config, FLAGS.num)
+        extra = {} if labels is None else {"labels": np.asarray(labels)}
+        np.savez_compressed(FLAGS.npz, images=images, **extra)
     written = ", ".join(p for p in (FLAGS.out, FLAGS.npz) if p)
     print(f"{FLAGS.num} samples from step {step} of {os.path.abspath(FLAGS.workdir)} -> {written}")
 

@@ -138,6 +138,10 @@ def _class_scores(features: np.ndarray, probs: np.ndarray, reference: Reference,
         labels = np.asarray(labels)
         if labels.shape != predicted.shape:
             raise ValueError(f"labels {labels.shape} do not match {predicted.shape[0]} images")
+        if not np.issubdtype(labels.dtype, np.integer) or (
+                labels.size and (labels.min() < 0 or labels.max() >= probs.shape[1])):
+            raise ValueError(f"labels must be integer classes in 0..{probs.shape[1] - 1}, got "
+                             f"{labels.dtype} values in [{labels.min()}, {labels.max()}]")
         result["label_accuracy"] = float(np.mean(predicted == labels))
     return result
 
@@ -197,8 +201,12 @@ def write_eval_json(result: dict, path: str) -> None:
     os.replace(tmp, path)
 
 
-def load_samples_npz(path: str) -> np.ndarray:
-    """The array ``images`` of an .npz file (read without pickle); errors name the file."""
+def load_samples_npz(path: str, with_labels: bool = False):
+    """The array ``images`` of an .npz file (read without pickle); errors name the file.
+
+    With ``with_labels``: ``(images, labels)``, where ``labels`` is the optional int array
+    ``labels`` ``[N]`` (the classes a conditional generator was asked for; None if absent).
+    """
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -210,10 +218,23 @@ def load_samples_npz(path: str) -> np.ndarray:
     with archive:
         if "images" not in archive.files:
             raise ValueError(f"{path}: no array 'images' (found {sorted(archive.files)})")
-        try:
-            return archive["images"]
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path}: array 'images' is corrupt ({e})") from None
+        arrays = {}
+        for name in ("images", "labels") if with_labels else ("images",):
+            if name not in archive.files:
+                continue
+            try:
+                arrays[name] = archive[name]
+            except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+                raise ValueError(f"{path}: array {name!r} is corrupt ({e})") from None
+    if not with_labels:
+        return arrays["images"]
+    labels = arrays.get("labels")
+    if labels is not None and (labels.ndim != 1 or labels.shape[0] != arrays["images"].shape[0]
+                               or not np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError(f"{path}: 'labels' must be integer classes [N] for the "
+                         f"{arrays['images'].shape[0]} images, got {labels.dtype} "
+                         f"{list(labels.shape)}")
+    return arrays["images"], labels
 
 
 def evaluate_workdir(workdir: str, num_samples: int = 10000, seed: int = 0,

@@ -3,6 +3,9 @@ sampling with one row per class, and training + evaluation end to end."""
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +17,8 @@ from gan_jax import conditional, losses, sampling, scoring
 from gan_jax.state import build_gan, count_params, create_state
 from gan_jax.steps import discriminator_update, make_train_step
 from tests.helpers import tree_equal, write_mnist_dir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MLP = gan_jax.Config(arch="mlp", conditional=True, batch_size=8, num_steps=4, log_every=2,
                      sample_every=2, checkpoint_every=2, eval_every=0)
@@ -139,6 +144,17 @@ def test_conditional_evaluation_reports_label_accuracy(tmp_path):
     assert 0.0 <= row["label_accuracy"] <= 1.0
     result = scoring.evaluate_workdir(config.workdir, num_samples=100, parzen=False)
     assert result["conditional"] is True and 0.0 <= result["label_accuracy"] <= 1.0
+    # experiments.sample writes the classes next to the images, and scoring that file gives the
+    # same label accuracy (same seed, same samples).
+    npz = tmp_path / "samples.npz"
+    done = subprocess.run([sys.executable, "-m", "experiments.sample", f"--workdir={config.workdir}",
+                           "--num=100", f"--npz={npz}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sampled, sampled_labels = scoring.load_samples_npz(str(npz), with_labels=True)
+    np.testing.assert_array_equal(sampled_labels, np.arange(100) % 10)
+    assert scoring.quick_scores(sampled, scoring.load_reference("mnist", str(eval_dir)),
+                                sampled_labels)["label_accuracy"] == result["label_accuracy"]
     # label_accuracy is the share of images the evaluator assigns to their requested class.
     reference = scoring.load_reference("mnist", str(eval_dir))
     images, labels = gan_jax.load_dataset("mnist", "test", str(eval_dir))

@@ -70,6 +70,7 @@ def test_train_then_sample_cli(mnist_dir, tmp_path, tiny_config):
                   f"--npz={npz}", "--seed=3")
     assert result.returncode == 0, result.stderr[-3000:]
     images = np.load(npz)["images"]
+    assert np.load(npz).files == ["images"]  # no labels: an unconditional run
     assert images.shape == (6, 28, 28, 1) and images.dtype == np.float32
     assert -1.0 <= images.min() and images.max() <= 1.0
     assert out.stat().st_size > 1000

@@ -116,6 +116,25 @@ def test_load_samples_npz_errors_name_the_file(tmp_path):
         scoring.load_samples_npz(str(wrong_key))
 
 
+def test_npz_labels_are_checked(tmp_path, reference):
+    images = np.zeros((20, 28, 28), np.float32)
+    path = tmp_path / "labelled.npz"
+    np.savez(path, images=images, labels=np.arange(20) % 10)
+    loaded, labels = scoring.load_samples_npz(str(path), with_labels=True)
+    assert loaded.shape == (20, 28, 28) and list(labels[:3]) == [0, 1, 2]
+    assert scoring.load_samples_npz(str(path)).shape == (20, 28, 28)  # images only
+    np.savez(path, images=images, labels=np.zeros(19, np.int64))
+    with pytest.raises(ValueError, match=r"labelled.npz: 'labels' must be integer classes \[N\] "
+                                         r"for the 20 images, got int64 \[19\]"):
+        scoring.load_samples_npz(str(path), with_labels=True)
+    np.savez(path, images=images)
+    assert scoring.load_samples_npz(str(path), with_labels=True)[1] is None
+    fakes = np.random.default_rng(0).uniform(-1, 1, (120, 28, 28, 1)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"labels must be integer classes in 0..9, got int64 "
+                                         r"values in \[0, 10\]"):
+        scoring.quick_scores(fakes, reference, labels=np.arange(120) % 11)
+
+
 def test_training_logs_evaluations_and_evaluate_scores_the_run(eval_dir, tmp_path, tiny_config):
     config = tiny_config.replace(workdir=str(tmp_path / "run"), data_dir=str(eval_dir),
                                  eval_every=2, eval_samples=100)
@@ -149,6 +168,20 @@ def test_evaluate_cli_scores_an_npz(eval_dir, tmp_path):
     written = json.loads((tmp_path / "fakes.eval.json").read_text())
     assert EVAL_JSON_KEYS <= set(written)
     assert written["n_samples"] == 100 and "[0, 1]" in written["input_range"]
+    assert "label_accuracy" not in written
+    # With the classes a conditional G was asked for, the score adds label_accuracy: the
+    # evaluator's own predictions as labels give 1.0.
+    images = np.load(npz)["images"]
+    reference = scoring.load_reference("mnist", str(eval_dir))
+    predicted = np.argmax(reference.evaluator.features_and_probs(
+        scoring.prepare_images(images)[0])[1], axis=1)
+    np.savez(npz, images=images, labels=predicted.astype(np.int32))
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", f"--samples={npz}",
+         f"--data_dir={eval_dir}", "--noparzen"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "fakes.eval.json").read_text())["label_accuracy"] == 1.0
     bad = subprocess.run(
         [sys.executable, "-m", "experiments.evaluate", f"--samples={tmp_path / 'none.npz'}",
          f"--data_dir={eval_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=240)
