@@ -234,31 +234,31 @@ WARMUP_GENERATOR_STEPS = 25
 WARMUP_EVERY = 500
 
 
-def warmup_critic_steps(step: jax.Array, k: int) -> jax.Array:
+# The warm-up schedule in plain arithmetic on ``step``, so that the same code counts on traced
+# int32 steps inside the compiled step and on Python ints on the host (:func:`batch_range`).
+def warmup_critic_steps(step, k: int):
     """Critic updates before generator update ``step`` under the WGAN warm-up schedule."""
     warm = (step < WARMUP_GENERATOR_STEPS) | (step % WARMUP_EVERY == 0)
-    return jnp.where(warm, WARMUP_CRITIC_STEPS, k)
+    return k + (WARMUP_CRITIC_STEPS - k) * warm
 
 
-def _critic_updates_before(step: jax.Array, k: int) -> jax.Array:
+def _critic_updates_before(step, k: int):
     """Total critic updates in generator steps 0..step-1 (closed form of the schedule)."""
-    warm = (jnp.minimum(step, WARMUP_GENERATOR_STEPS)
-            + jnp.maximum(0, (step - 1) // WARMUP_EVERY)
-            * (step > WARMUP_GENERATOR_STEPS))
+    after_start = step > WARMUP_GENERATOR_STEPS
+    # min(step, 25) + (number of multiples of 500 in 1..step-1, counted past the start);
+    # (step - 1) // 500 is only negative at step 0, where after_start is 0.
+    warm = (step - (step - WARMUP_GENERATOR_STEPS) * after_start
+            + (step - 1) // WARMUP_EVERY * after_start)
     return k * step + (WARMUP_CRITIC_STEPS - k) * warm
 
 
 def batch_range(config: Config, step: int) -> tuple[int, int]:
-    """(first minibatch number, number of minibatches) that generator step ``step`` draws: the
-    host-side (Python int) twin of the counts inside :func:`train_step_fn`."""
+    """(first minibatch number, number of minibatches) that generator step ``step`` draws,
+    computed on the host with the step's own schedule functions."""
     k = config.disc_steps
     if not config.wgan_warmup:
         return step * k, k
-    warm_before = (min(step, WARMUP_GENERATOR_STEPS)
-                   + max(0, (step - 1) // WARMUP_EVERY) * (step > WARMUP_GENERATOR_STEPS))
-    warm = step < WARMUP_GENERATOR_STEPS or step % WARMUP_EVERY == 0
-    return (k * step + (WARMUP_CRITIC_STEPS - k) * warm_before,
-            WARMUP_CRITIC_STEPS if warm else k)
+    return int(_critic_updates_before(step, k)), int(warmup_critic_steps(step, k))
 
 
 def max_batches_per_step(config: Config) -> int:

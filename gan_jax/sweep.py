@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from gan_jax.config import Config
 from gan_jax.state import GANState, create_state
 from gan_jax import data
-from gan_jax.steps import EpochOrderedStep, Metrics, data_key_of, train_step_fn
+from gan_jax.steps import EpochOrderedStep, Metrics, train_step_fn, training_epoch_orders
 from gan_jax.training import run_keys
 
 
@@ -50,8 +50,8 @@ def _sweep_step(config: Config, states: GANState, keys: jax.Array, images: jax.A
 def _sweep_epoch_orders(keys: jax.Array, first_epoch, num_epochs: int, num_examples: int
                         ) -> data.EpochOrders:
     """Each run's epoch orders (from its own training key), stacked ``[N, ...]``."""
-    return jax.vmap(lambda key: data.epoch_orders(data_key_of(key), first_epoch, num_epochs,
-                                                  num_examples))(keys)
+    return jax.vmap(lambda key: training_epoch_orders(key, first_epoch, num_epochs,
+                                                      num_examples))(keys)
 
 
 def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequence[float]] = None,
