@@ -72,8 +72,8 @@ class DCGANDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         for i, (features, k) in enumerate(zip(self.channels, self.kernels)):
-            x = nn.Conv(features, (k, k), (2, 2), padding=((1, 1), (1, 1)), use_bias=False,
-                        kernel_init=_W_INIT)(x)
+            # nn.Conv(features, (k, k), (2, 2), padding=((1, 1), (1, 1))), same parameters.
+            x = layers.Conv(features, k, 2, 1, use_bias=False, kernel_init=_W_INIT)(x)
             if i > 0:  # no normalisation on D's input layer
                 x = (_batch_norm(train)(x) if self.norm == "batch"
                      else nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1,

@@ -5,12 +5,21 @@ the transpose (adjoint) of the strided convolution ``Conv2d(kernel, stride, padd
 that way, with a hand-written VJP whose two halves are again a strided convolution and that
 convolution's weight gradient, keeps XLA:CPU on its fast convolution kernels. Flax's stock
 ``nn.ConvTranspose`` lowers to an input-dilated convolution whose weight gradient XLA:CPU runs
-as a naive loop (measured: thesis GAN step 2.3 -> 6.6 steps/s on 2 cores, see README).
+as a naive loop (measured: thesis GAN step 2.3 -> 6.6 steps/s on 2 cores, see README). The
+value itself, for the DCGAN upsampling layer (k=4, s=2, p=1), is computed in sub-pixel form:
+four stride-1 2x2 convolutions, one per output phase, interleaved, instead of XLA's
+input-dilated convolution, which spends three quarters of its work on inserted zeros.
 
-The kernel is stored as ``[kh, kw, out_features, in_features]``: the HWIO kernel of the strided
-convolution being transposed (PyTorch's ``ConvTranspose2d.weight`` is ``[in, out, kh, kw]``, the
-same numbers permuted). ``tests/test_layers.py`` checks outputs and gradients against
-``nn.ConvTranspose`` with the equivalent (flipped, transposed) kernel.
+``Conv`` is ``nn.Conv`` (same parameters, paths, initial values and forward convolution) with
+its own VJP: the input gradient of a strided convolution is that same transposed convolution
+(so it takes the sub-pixel form too), and a stride-1 convolution with few input channels gets
+its input gradient from one matmul plus col2im. The weight gradients stay XLA's.
+
+The kernel of ``ConvTranspose`` is stored as ``[kh, kw, out_features, in_features]``: the HWIO
+kernel of the strided convolution being transposed (PyTorch's ``ConvTranspose2d.weight`` is
+``[in, out, kh, kw]``, the same numbers permuted). ``tests/test_layers.py`` checks outputs and
+gradients against ``nn.ConvTranspose`` with the equivalent (flipped, transposed) kernel, and
+``Conv`` against ``nn.Conv``.
 """
 
 from __future__ import annotations
@@ -41,43 +50,56 @@ def _output_shape(x_shape, kernel_shape, stride, padding):
             out_features)
 
 
-# Phase split of ConvTranspose2d(k=4, s=2, p=1): output row 2m + a only sees input rows
-# m - 1, m, m + 1 through kernel taps _PHASE_TAPS[a][t] (t = offset + 1; -1: no tap), because
-# y[o] = sum_q x[q] K[o + p - 2q]. So the layer is one stride-1 3x3 convolution with 4x the
-# output channels (one group per (row phase, column phase)) followed by a pixel interleave.
-PHASE_SPLIT = False
-_PHASE_TAPS = ((3, 1, -1), (-1, 2, 0))
-_PHASE_SELECT = np.zeros((2, 3, 4), np.float32)  # [phase, tap, kernel index]
-for _a, _taps in enumerate(_PHASE_TAPS):
-    for _t, _k in enumerate(_taps):
-        if _k >= 0:
-            _PHASE_SELECT[_a, _t, _k] = 1.0
+# Sub-pixel form of ConvTranspose2d(k=4, s=2, p=1). y[o] = sum_q x[q] K[o + p - 2q], so output
+# row 2m + a only sees input rows m - 1 + a and m + a, through kernel taps _SUBPIXEL_TAPS[a]:
+# each of the four output phases (a, b) is a stride-1 2x2 convolution of x with its own 2x2
+# slice of the kernel, and the layer is those four convolutions, interleaved. XLA:CPU computes
+# the input-dilated (zero-inserted) form at 85-290 GFLOP/s on the DCGAN shapes and the four
+# phase convolutions at 300-380 (README, "Speed"); with few output channels (the image layers:
+# 1 or 3) the small phase convolutions are slower and the dilated form stays.
+_SUBPIXEL_TAPS = ((3, 1), (2, 0))
+SUBPIXEL_MIN_FEATURES = 16
 
 
-def _conv_transpose_phase_split(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """ConvTranspose2d(k=4, s=2, p=1) as a stride-1 3x3 conv to 4*out channels + interleave."""
+def _subpixel_applies(kernel_shape, stride: int, padding: int, out_features: int) -> bool:
+    return (tuple(kernel_shape[:2]) == (4, 4) and stride == 2 and padding == 1
+            and out_features >= SUBPIXEL_MIN_FEATURES)
+
+
+def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """ConvTranspose2d(k=4, s=2, p=1) ``[B, H, W, in] -> [B, 2H, 2W, out]`` as four stride-1
+    2x2 convolutions, one per output phase, interleaved. ``kernel`` is ``[4, 4, out, in]``."""
     b, h, w, _ = x.shape
     out = kernel.shape[2]
-    select = jnp.asarray(_PHASE_SELECT, kernel.dtype)
-    # [3, 3, in, 2, 2, out]: tap (th, tw), input channel, phase (ah, aw), output channel.
-    phase_kernel = jnp.einsum("ahk,bwl,kloi->hwiabo", select, select, kernel)
-    y = lax.conv_general_dilated(x, phase_kernel.reshape(3, 3, x.shape[-1], 4 * out), (1, 1),
-                                 ((1, 1), (1, 1)), dimension_numbers=_DIMS)
-    y = y.reshape(b, h, w, 2, 2, out).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(b, 2 * h, 2 * w, out)
+    taps = np.asarray(_SUBPIXEL_TAPS)
+    rows = []
+    for a in range(2):
+        phases = []
+        for c in range(2):
+            # HWIO kernel of phase (a, c): taps [2, 2] of K, input channels, output channels.
+            k = kernel[taps[a][:, None], taps[c][None, :]].transpose(0, 1, 3, 2)
+            phases.append(lax.conv_general_dilated(
+                x, k, (1, 1), ((1 - a, a), (1 - c, c)), dimension_numbers=_DIMS))
+        rows.append(jnp.stack(phases, axis=3))  # [B, H, W, c, out]
+    return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, out)  # [B, H, a, W, c, out]
+
+
+def _transposed_value(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """The value of :func:`conv_transpose` (sub-pixel form where it is faster)."""
+    if _subpixel_applies(kernel.shape, stride, padding, kernel.shape[2]):
+        return conv_transpose_subpixel(x, kernel)
+    shape = jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, stride, padding), x.dtype)
+    (y,) = jax.linear_transpose(lambda y: _strided_conv(y, kernel, stride, padding), shape)(x)
+    return y
 
 
 def conv_transpose(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """PyTorch-semantics transposed convolution ``x [B, H, W, in] -> [B, H', W', out]``.
 
-    ``H' = (H - 1) * stride - 2 * padding + kh``. ``kernel`` is ``[kh, kw, out, in]``. When
-    ``PHASE_SPLIT`` is set, the DCGAN upsampling layer (k=4, s=2, p=1) takes the phase-split
-    path (plain autodiff of a stride-1 convolution); otherwise, and for every other shape, the
-    adjoint of the strided convolution. Off by default: on the 2-core CPU it was not
-    measurably faster (noisy A/B, see the issue notes); both paths are tested equal.
+    ``H' = (H - 1) * stride - 2 * padding + kh``. ``kernel`` is ``[kh, kw, out, in]``. The
+    adjoint of the strided convolution, with its own VJP; the DCGAN upsampling layer (k=4, s=2,
+    p=1, at least ``SUBPIXEL_MIN_FEATURES`` outputs) computes its value in sub-pixel form.
     """
-    if PHASE_SPLIT and kernel.shape[:2] == (4, 4) and stride == 2 and padding == 1:
-        return _conv_transpose_phase_split(x, kernel)
     return conv_transpose_adjoint(x, kernel, stride, padding)
 
 
@@ -85,9 +107,7 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -
 def conv_transpose_adjoint(x: jax.Array, kernel: jax.Array, stride: int, padding: int
                            ) -> jax.Array:
     """:func:`conv_transpose` as the adjoint of the strided convolution, with its own VJP."""
-    shape = jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, stride, padding), x.dtype)
-    (y,) = jax.linear_transpose(lambda y: _strided_conv(y, kernel, stride, padding), shape)(x)
-    return y
+    return _transposed_value(x, kernel, stride, padding)
 
 
 def _conv_transpose_fwd(x, kernel, stride, padding):
@@ -104,6 +124,83 @@ def _conv_transpose_bwd(stride, padding, residuals, g):
 
 
 conv_transpose_adjoint.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """``Conv2d(kernel, stride, padding)``, ``x [B, H, W, in]``, ``kernel [kh, kw, in, out]``:
+    the same XLA convolution as ``nn.Conv``, with a VJP whose input gradient (a transposed
+    convolution) takes the sub-pixel form (k=4, s=2, p=1) or the col2im form (stride 1, at
+    most ``COL2IM_MAX_INPUT_CHANNELS`` inputs) where it applies; the weight gradient is XLA's."""
+    return _strided_conv(x, kernel, stride, padding)
+
+
+# Below this many input channels a stride-1 convolution's input gradient is one matmul to every
+# patch's gradient plus the patches added into place (col2im): XLA:CPU's own, a convolution with
+# that few output channels, ran the thesis D's first layer (1 channel) at 17 GFLOP/s, 6.1 ms
+# against 1.1 ms.
+COL2IM_MAX_INPUT_CHANNELS = 4
+
+
+def _col2im_input_gradient(g: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+    """Input gradient of the stride-1 ``_strided_conv(x, kernel, 1, padding)`` at cotangent
+    ``g [B, OH, OW, out]``: ``cols = g @ W^T`` (each output position's patch gradient), then
+    each of the kh x kw taps' slices added at its offset, the padding cropped."""
+    kh, kw, cin, cout = kernel.shape
+    b, oh, ow, _ = g.shape
+    cols = (g.reshape(-1, cout) @ kernel.reshape(kh * kw * cin, cout).T
+            ).reshape(b, oh, ow, kh, kw, cin)
+    h, w = oh + kh - 1, ow + kw - 1  # the padded input
+    grad = jnp.zeros((b, h, w, cin), g.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            grad = grad + jnp.pad(cols[:, :, :, i, j, :],
+                                  ((0, 0), (i, h - oh - i), (j, w - ow - j), (0, 0)))
+    return grad[:, padding:h - padding, padding:w - padding, :]
+
+
+def _strided_conv_fwd(x, kernel, stride, padding):
+    return strided_conv(x, kernel, stride, padding), (x, kernel)
+
+
+def _strided_conv_bwd(stride, padding, residuals, g):
+    x, kernel = residuals
+    if (_subpixel_applies(kernel.shape, stride, padding, kernel.shape[2])
+            and _output_shape(g.shape, kernel.shape, stride, padding) == x.shape):
+        # The weight gradient is XLA's, as for nn.Conv; the input gradient A^T g is the
+        # transposed convolution of g with the same [kh, kw, in, out] kernel.
+        (grad_kernel,) = jax.vjp(lambda k: _strided_conv(x, k, stride, padding), kernel)[1](g)
+        return conv_transpose_subpixel(g, kernel), grad_kernel
+    if stride == 1 and kernel.shape[2] <= COL2IM_MAX_INPUT_CHANNELS:
+        (grad_kernel,) = jax.vjp(lambda k: _strided_conv(x, k, stride, padding), kernel)[1](g)
+        return _col2im_input_gradient(g, kernel, padding), grad_kernel
+    return jax.vjp(lambda x, k: _strided_conv(x, k, stride, padding), x, kernel)[1](g)
+
+
+strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
+class Conv(nn.Module):
+    """``nn.Conv(features, (k, k), (s, s), padding=((p, p), (p, p)))`` computed by
+    :func:`strided_conv`: the same parameters (and, named ``Conv``, the same parameter paths
+    and initial values), the same forward convolution, a faster input gradient."""
+
+    features: int
+    kernel_size: int = 4
+    stride: int = 2
+    padding: int = 1
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        y = strided_conv(x, kernel.astype(x.dtype), self.stride, self.padding)
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,)).astype(x.dtype)
+        return y
 
 
 class ConvTranspose(nn.Module):

@@ -85,7 +85,7 @@ class ThesisDiscriminator(nn.Module):
     -> Dense 1 -> logits [B].
 
     ``plain=True`` pools with Flax's stock ``nn.max_pool`` (same values and gradients; its
-    backward pass is slow on XLA:CPU).
+    backward pass is slow on XLA:CPU) and uses ``nn.Conv`` for the first layer too.
     """
 
     negative_slope: float = 0.01
@@ -97,7 +97,11 @@ class ThesisDiscriminator(nn.Module):
         act = lambda h: nn.leaky_relu(h, self.negative_slope)  # noqa: E731
         pool = ((lambda h: nn.max_pool(h, (2, 2), (2, 2))) if self.plain  # noqa: E731
                 else max_pool_2x2)
-        x = pool(act(nn.Conv(32, (5, 5), padding="VALID")(x)))
+        # The first layer's input gradient (1 input channel) takes layers.Conv's col2im form;
+        # same parameters, paths and forward as nn.Conv(32, (5, 5), padding="VALID").
+        conv1 = (nn.Conv(32, (5, 5), padding="VALID") if self.plain
+                 else layers.Conv(32, 5, 1, 0))
+        x = pool(act(conv1(x)))
         x = pool(act(nn.Conv(64, (5, 5), padding="VALID")(x)))
         x = x.reshape(x.shape[0], -1)
         x = act(nn.Dense(4 * 4 * 64)(x))

@@ -4,7 +4,13 @@
 import numpy as np
 import pytest
 
-from gan_jax.config import Config
+from gan_jax import xla_config
+
+# The command-line programs' XLA settings (experiments/__init__.py), applied before JAX starts
+# its backend: in-process results then match the programs' to the bit whatever the test order.
+xla_config.use_fast_cpu_convolutions()
+
+from gan_jax.config import Config  # noqa: E402
 from tests.helpers import write_mnist_dir
 
 TINY = Config(batch_size=8, num_steps=4, log_every=2, sample_every=2, checkpoint_every=2,

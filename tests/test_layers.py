@@ -60,16 +60,83 @@ def test_module_parameters_and_shape():
     assert module.apply(variables, jnp.ones((3, 7, 7, 16))).shape == (3, 14, 14, 8)
 
 
-@pytest.mark.parametrize("hw,cin,cout", [(7, 5, 6), (4, 3, 2), (1, 4, 3)])
-def test_phase_split_equals_adjoint_formulation(hw, cin, cout):
-    """The k=4, s=2, p=1 fast path (stride-1 conv + interleave) against the adjoint path."""
+def _dilated_transpose(x, kernel, stride, padding):
+    """The reference value of conv_transpose: linear_transpose of the strided convolution
+    (XLA's input-dilated convolution)."""
+    shape = jax.ShapeDtypeStruct(layers._output_shape(x.shape, kernel.shape, stride, padding),
+                                 x.dtype)
+    return jax.linear_transpose(lambda y: layers._strided_conv(y, kernel, stride, padding),
+                                shape)(x)[0]
+
+
+@pytest.mark.parametrize("hw,cin,cout", [(7, 5, 16), (4, 3, 17), (1, 4, 16), (8, 2, 32)])
+def test_subpixel_equals_dilated_transpose(hw, cin, cout):
+    """The k=4, s=2, p=1 sub-pixel form (four phase convolutions, interleaved) against XLA's
+    input-dilated transposed convolution, and the layer's gradients through it."""
     kx, kk, kg = jax.random.split(jax.random.key(7), 3)
     x = jax.random.normal(kx, (2, hw, hw, cin))
     kernel = jax.random.normal(kk, (4, 4, cout, cin))
-    cot = jax.random.normal(kg, (2, 2 * hw, 2 * hw, cout))
-    phase = lambda x, k: jnp.sum(layers._conv_transpose_phase_split(x, k) * cot)  # noqa: E731
-    adjoint = lambda x, k: jnp.sum(layers.conv_transpose_adjoint(x, k, 2, 1) * cot)  # noqa: E731
-    np.testing.assert_allclose(layers._conv_transpose_phase_split(x, kernel),
-                               layers.conv_transpose_adjoint(x, kernel, 2, 1), rtol=1e-5, atol=1e-5)
-    for a, b in zip(jax.grad(phase, (0, 1))(x, kernel), jax.grad(adjoint, (0, 1))(x, kernel)):
+    assert layers._subpixel_applies(kernel.shape, 2, 1, cout)
+    y = layers.conv_transpose_subpixel(x, kernel)
+    assert y.shape == (2, 2 * hw, 2 * hw, cout)
+    np.testing.assert_allclose(y, _dilated_transpose(x, kernel, 2, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layers.conv_transpose(x, kernel, 2, 1), y, rtol=0, atol=0)
+
+    cot = jax.random.normal(kg, y.shape)
+    fast = jax.grad(lambda x, k: jnp.sum(layers.conv_transpose(x, k, 2, 1) * cot), (0, 1))
+    ref = jax.grad(lambda x, k: jnp.sum(_dilated_transpose(x, k, 2, 1) * cot), (0, 1))
+    for a, b in zip(fast(x, kernel), ref(x, kernel)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_subpixel_only_where_it_is_faster():
+    # The image layers (1 or 3 outputs) and other kernels keep the dilated form.
+    assert not layers._subpixel_applies((4, 4, 3, 64), 2, 1, 3)
+    assert not layers._subpixel_applies((4, 4, 1, 64), 2, 1, 1)
+    assert not layers._subpixel_applies((3, 3, 64, 64), 2, 1, 64)
+    assert not layers._subpixel_applies((4, 4, 64, 64), 1, 1, 64)
+    assert layers._subpixel_applies((4, 4, 64, 128), 2, 1, 64)
+
+
+@pytest.mark.parametrize("hw,kernel,stride,padding,cin,features", [
+    (8, 4, 2, 1, 3, 16),    # DCGAN: k=4, s=2, p=1, even map: the sub-pixel input gradient
+    (14, 4, 2, 1, 5, 32),
+    (7, 4, 2, 1, 3, 16),    # odd map: A^T g would be 6x6, so XLA's own input gradient
+    (8, 4, 2, 1, 3, 4),     # few channels: XLA's own input gradient
+    (7, 3, 2, 1, 4, 16),    # DCGAN-28's 3x3 layer
+    (12, 5, 1, 0, 1, 8),    # the thesis D's first layer: the col2im input gradient
+    (9, 3, 1, 2, 3, 5),     # stride 1, padded, 3 channels: col2im, padding cropped
+    (9, 3, 1, 1, 5, 4),     # 5 input channels: XLA's own input gradient
+])
+def test_conv_matches_flax_conv(hw, kernel, stride, padding, cin, features):
+    """layers.Conv is nn.Conv: same parameter paths and initial values, same output, and the
+    same gradients (input gradient to float32 tolerance, weight gradient bit for bit)."""
+    x = jax.random.normal(jax.random.key(3), (2, hw, hw, cin))
+    fast = layers.Conv(features, kernel, stride, padding, use_bias=True)
+    plain = nn.Conv(features, (kernel, kernel), (stride, stride),
+                    padding=((padding, padding), (padding, padding)))
+    variables = fast.init(jax.random.key(4), x)
+    plain_variables = plain.init(jax.random.key(4), x)
+    assert jax.tree.structure(variables) == jax.tree.structure(plain_variables)
+    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(plain_variables)):
+        np.testing.assert_array_equal(a, b)
+    variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias
+    y = fast.apply(variables, x)
+    np.testing.assert_array_equal(y, plain.apply(variables, x))
+
+    cot = jax.random.normal(jax.random.key(5), y.shape)
+    g_fast = jax.grad(lambda v, x: jnp.sum(fast.apply(v, x) * cot), (0, 1))(variables, x)
+    g_plain = jax.grad(lambda v, x: jnp.sum(plain.apply(v, x) * cot), (0, 1))(variables, x)
+    np.testing.assert_allclose(g_fast[1], g_plain[1], rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.tree.leaves(g_fast[0]), jax.tree.leaves(g_plain[0])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dcgan_discriminator_uses_the_fast_conv_with_flax_parameter_paths():
+    from gan_jax import dcgan_models
+    d = dcgan_models.dcgan64_discriminator()
+    variables = jax.eval_shape(d.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    assert sorted(variables["params"]) == [
+        "BatchNorm_0", "BatchNorm_1", "BatchNorm_2", "Conv_0", "Conv_1", "Conv_2", "Conv_3",
+        "Conv_4"]
+    assert variables["params"]["Conv_1"]["kernel"].shape == (4, 4, 64, 128)

@@ -91,33 +91,40 @@ def test_fast_generator_equals_plain_flax_generator(thesis):
     (_, out_fast), grads_fast = run(g, g_vars["params"])
     (_, out_plain), grads_plain = run(plain, plain_params)
     np.testing.assert_allclose(out_fast, out_plain, rtol=1e-5, atol=1e-5)
+
+    def close(fast, plain):
+        # float32 tolerance on the gradient's own scale: sums of many O(10) terms (through
+        # BatchNorm over 4 examples) differ by ~1e-5 of their largest entry when the
+        # convolutions are computed in another order (the sub-pixel form's phase convolutions).
+        np.testing.assert_allclose(fast, plain, rtol=1e-3, atol=1e-5 * np.abs(plain).max())
+
     for name in ("Dense_0", "Dense_1", "BatchNorm_2"):
         for leaf in grads_fast[name]:
-            np.testing.assert_allclose(grads_fast[name][leaf], grads_plain[name][leaf],
-                                       rtol=1e-3, atol=1e-5)
+            close(grads_fast[name][leaf], grads_plain[name][leaf])
     for name in ("ConvTranspose_0", "ConvTranspose_1"):
-        np.testing.assert_allclose(
-            grads_fast[name]["kernel"],
-            layers.flax_kernel_to_transpose_kernel(grads_plain[name]["kernel"]),
-            rtol=1e-3, atol=1e-5)
-        np.testing.assert_allclose(grads_fast[name]["bias"], grads_plain[name]["bias"],
-                                   rtol=1e-3, atol=1e-5)
+        close(grads_fast[name]["kernel"],
+              layers.flax_kernel_to_transpose_kernel(grads_plain[name]["kernel"]))
+        close(grads_fast[name]["bias"], grads_plain[name]["bias"])
 
 
 def test_plain_discriminator_equals_fast_discriminator(thesis):
-    """thesis_plain's D (nn.max_pool) and the default D: same logits and gradients."""
+    """thesis_plain's D (nn.max_pool, nn.Conv) and the default D (max_pool_2x2, layers.Conv's
+    col2im input gradient): same logits, parameter gradients and input gradient (what G's
+    update sees)."""
     _, d, _, d_vars = thesis
     plain = models.ThesisDiscriminator(plain=True)
     x = jax.random.normal(jax.random.key(4), (3, 28, 28, 1))
 
     def run(module):
-        return jax.value_and_grad(lambda p: jnp.sum(module.apply({"params": p}, x) ** 2))(
-            d_vars["params"])
+        return jax.value_and_grad(
+            lambda p, x: jnp.sum(module.apply({"params": p}, x) ** 2), (0, 1))(d_vars["params"], x)
 
     (value_fast, grads_fast), (value_plain, grads_plain) = run(d), run(plain)
     np.testing.assert_allclose(value_fast, value_plain, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 grads_fast, grads_plain)
+                 grads_fast[0], grads_plain[0])
+    scale = np.abs(grads_plain[1]).max()
+    np.testing.assert_allclose(grads_fast[1], grads_plain[1], rtol=1e-4, atol=1e-6 * scale)
 
 
 BUILT_IN = ["dcgan", "dcgan32", "dcgan64", "goodfellow_mlp", "mlp", "thesis", "thesis_plain"]
