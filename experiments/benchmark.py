@@ -23,6 +23,7 @@ table. Random pixels stand in for MNIST (the data does not change the work done)
 
 import importlib.util
 import json
+import math
 import os
 
 import jax
@@ -73,9 +74,11 @@ def _rounded(value):
 
 
 def default_num_images(config, budget_bytes: int = 256 * 2**20) -> int:
-    """60,000 (MNIST's training set) or fewer, so that the float32 set fits ``budget_bytes``."""
-    h, w, c = gan_jax.get_architecture(config.arch).image_shape
-    return min(60000, budget_bytes // (4 * h * w * c))
+    """60,000 (MNIST's training set) or fewer, so that the float32 set fits ``budget_bytes``.
+
+    Any example shape: images ``[H, W, C]`` or the toy models' points ``[D]``."""
+    size = math.prod(gan_jax.get_architecture(config.arch).image_shape)
+    return min(60000, budget_bytes // (4 * size))
 
 
 def format_table(report: dict, descriptions: dict) -> str:
