@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from gan_jax.config import Config
 from gan_jax.state import GANState, create_state
 from gan_jax import data
-from gan_jax.steps import EpochOrderedStep, Metrics, train_step_fn, training_epoch_orders
+from gan_jax.steps import (EpochOrderedStep, Metrics, donates_state, train_step_fn,
+                           training_epoch_orders)
 from gan_jax.training import run_keys
 
 
@@ -35,8 +36,7 @@ def train_keys(seeds: Sequence[int]) -> jax.Array:
     return jnp.stack([run_keys(seed)[1] for seed in seeds])
 
 
-@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
-def _sweep_step(config: Config, states: GANState, keys: jax.Array, images: jax.Array,
+def _sweep_body(config: Config, states: GANState, keys: jax.Array, images: jax.Array,
                 learning_rates: jax.Array, labels: Optional[jax.Array],
                 epoch_orders: Optional[data.EpochOrders] = None) -> tuple[GANState, Metrics]:
     def step(state, key, learning_rate, orders):
@@ -44,6 +44,11 @@ def _sweep_step(config: Config, states: GANState, keys: jax.Array, images: jax.A
                              epoch_orders=orders)
 
     return jax.vmap(step)(states, keys, learning_rates, epoch_orders)
+
+
+# Donating the states only off the CPU, as the single-run step (steps.donates_state).
+_sweep_step = jax.jit(_sweep_body, static_argnums=0)
+_sweep_step_donating = jax.jit(_sweep_body, static_argnums=0, donate_argnums=1)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -67,7 +72,8 @@ def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequen
       num_runs: number of runs when ``learning_rates`` is not given.
       labels: shared int ``[N_images]`` class labels, for a conditional config.
 
-    Metrics come back with a leading ``[N]`` axis. ``states`` is donated.
+    Metrics come back with a leading ``[N]`` axis. ``states`` is donated on accelerators
+    (:func:`gan_jax.steps.donates_state`).
     """
     if learning_rates is None:
         if num_runs is None:
@@ -81,9 +87,9 @@ def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequen
     # Each run's epoch orders are computed once per epoch on the host's cue, not re-sorted in
     # every step (see steps.EpochOrderedStep); the runs advance together, so run 0's step is
     # every run's.
+    compiled = _sweep_step_donating if donates_state() else _sweep_step
     return EpochOrderedStep(
-        lambda states, keys, orders: _sweep_step(static, states, keys, images, lrs, labels,
-                                                 orders),
+        lambda states, keys, orders: compiled(static, states, keys, images, lrs, labels, orders),
         static, images.shape[0],
         lambda keys, first_epoch, num_epochs, num_examples: _sweep_epoch_orders(
             keys, first_epoch, num_epochs, num_examples),
