@@ -84,15 +84,6 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, out)  # [B, H, a, W, c, out]
 
 
-def _transposed_value(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
-    """The value of :func:`conv_transpose` (sub-pixel form where it is faster)."""
-    if _subpixel_applies(kernel.shape, stride, padding, kernel.shape[2]):
-        return conv_transpose_subpixel(x, kernel)
-    shape = jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, stride, padding), x.dtype)
-    (y,) = jax.linear_transpose(lambda y: _strided_conv(y, kernel, stride, padding), shape)(x)
-    return y
-
-
 def conv_transpose(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """PyTorch-semantics transposed convolution ``x [B, H, W, in] -> [B, H', W', out]``.
 
@@ -106,8 +97,13 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_transpose_adjoint(x: jax.Array, kernel: jax.Array, stride: int, padding: int
                            ) -> jax.Array:
-    """:func:`conv_transpose` as the adjoint of the strided convolution, with its own VJP."""
-    return _transposed_value(x, kernel, stride, padding)
+    """:func:`conv_transpose` as the adjoint of the strided convolution, with its own VJP; the
+    value in sub-pixel form where that is faster."""
+    if _subpixel_applies(kernel.shape, stride, padding, kernel.shape[2]):
+        return conv_transpose_subpixel(x, kernel)
+    shape = jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, stride, padding), x.dtype)
+    (y,) = jax.linear_transpose(lambda y: _strided_conv(y, kernel, stride, padding), shape)(x)
+    return y
 
 
 def _conv_transpose_fwd(x, kernel, stride, padding):
@@ -167,17 +163,29 @@ def _strided_conv_bwd(stride, padding, residuals, g):
     x, kernel = residuals
     if (_subpixel_applies(kernel.shape, stride, padding, kernel.shape[2])
             and _output_shape(g.shape, kernel.shape, stride, padding) == x.shape):
-        # The weight gradient is XLA's, as for nn.Conv; the input gradient A^T g is the
-        # transposed convolution of g with the same [kh, kw, in, out] kernel.
-        (grad_kernel,) = jax.vjp(lambda k: _strided_conv(x, k, stride, padding), kernel)[1](g)
-        return conv_transpose_subpixel(g, kernel), grad_kernel
-    if stride == 1 and kernel.shape[2] <= COL2IM_MAX_INPUT_CHANNELS:
-        (grad_kernel,) = jax.vjp(lambda k: _strided_conv(x, k, stride, padding), kernel)[1](g)
-        return _col2im_input_gradient(g, kernel, padding), grad_kernel
-    return jax.vjp(lambda x, k: _strided_conv(x, k, stride, padding), x, kernel)[1](g)
+        # A^T g: the transposed convolution of g with the same [kh, kw, in, out] kernel.
+        grad_x = conv_transpose_subpixel(g, kernel)
+    elif stride == 1 and kernel.shape[2] <= COL2IM_MAX_INPUT_CHANNELS:
+        grad_x = _col2im_input_gradient(g, kernel, padding)
+    else:
+        return jax.vjp(lambda x, k: _strided_conv(x, k, stride, padding), x, kernel)[1](g)
+    # The weight gradient is XLA's, as for nn.Conv.
+    (grad_kernel,) = jax.vjp(lambda k: _strided_conv(x, k, stride, padding), kernel)[1](g)
+    return grad_x, grad_kernel
 
 
 strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
+
+
+def _apply_with_bias(module: nn.Module, conv: Callable, x: jax.Array,
+                     kernel_shape: tuple[int, ...]) -> jax.Array:
+    """``conv(x, kernel, stride, padding)`` (+ bias) with ``module``'s parameters ``kernel``
+    and ``bias``, created in that order (as Flax's own convolutions do)."""
+    kernel = module.param("kernel", module.kernel_init, kernel_shape)
+    y = conv(x, kernel.astype(x.dtype), module.stride, module.padding)
+    if module.use_bias:
+        y = y + module.param("bias", module.bias_init, (module.features,)).astype(x.dtype)
+    return y
 
 
 class Conv(nn.Module):
@@ -196,11 +204,7 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
-        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-        y = strided_conv(x, kernel.astype(x.dtype), self.stride, self.padding)
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,)).astype(x.dtype)
-        return y
+        return _apply_with_bias(self, strided_conv, x, (k, k, x.shape[-1], self.features))
 
 
 class ConvTranspose(nn.Module):
@@ -224,11 +228,7 @@ class ConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
-        kernel = self.param("kernel", self.kernel_init, (k, k, self.features, x.shape[-1]))
-        y = conv_transpose(x, kernel.astype(x.dtype), self.stride, self.padding)
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,)).astype(x.dtype)
-        return y
+        return _apply_with_bias(self, conv_transpose, x, (k, k, self.features, x.shape[-1]))
 
 
 def flax_kernel_to_transpose_kernel(flax_kernel: jax.Array) -> jax.Array:
