@@ -126,8 +126,9 @@ conv_transpose_adjoint.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 def strided_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """``Conv2d(kernel, stride, padding)``, ``x [B, H, W, in]``, ``kernel [kh, kw, in, out]``:
     the same XLA convolution as ``nn.Conv``, with a VJP whose input gradient (a transposed
-    convolution) takes the sub-pixel form (k=4, s=2, p=1) or the col2im form (stride 1, at
-    most ``COL2IM_MAX_INPUT_CHANNELS`` inputs) where it applies; the weight gradient is XLA's."""
+    convolution) takes the sub-pixel form (k=4, s=2, p=1), the col2im form (stride 1, at most
+    ``COL2IM_MAX_INPUT_CHANNELS`` inputs) or the row form (stride 1, small maps) where it
+    applies; the weight gradient is XLA's."""
     return _strided_conv(x, kernel, stride, padding)
 
 
@@ -155,6 +156,45 @@ def _col2im_input_gradient(g: jax.Array, kernel: jax.Array, padding: int) -> jax
     return grad[:, padding:h - padding, padding:w - padding, :]
 
 
+# The row form pays where XLA's "full" convolution would mostly pad: when the input gradient's
+# rows (OH + kh - 1 - 2p) outnumber the cotangent's (OH) by this factor. Measured against XLA's
+# own (2-core CPU): 8x8 outputs, 5x5 kernel, 1.5x: 1.84x faster; 12x12, 5x5, 1.33x: 1.28x faster;
+# 30x30, 3x3, 1.07x: 0.59x; padded "same" convolutions, 1.0x: 0.46-0.85x.
+ROW_FORM_MIN_GROWTH = 1.25
+
+
+def _row_form_applies(g_shape, kernel_shape, padding: int) -> bool:
+    kh, kw = kernel_shape[:2]
+    _, oh, ow, _ = g_shape
+    return (oh + kh - 1 - 2 * padding >= ROW_FORM_MIN_GROWTH * oh
+            and ow + kw - 1 - 2 * padding >= ROW_FORM_MIN_GROWTH * ow)
+
+
+def _row_input_gradient(g: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+    """Input gradient of the stride-1 ``_strided_conv(x, kernel, 1, padding)`` at cotangent
+    ``g [B, OH, OW, out]``, computed by kernel rows: one convolution along W only, padded in
+    W alone, whose ``kh * in`` outputs are every kernel row's contribution; then each row's
+    slice added at its offset in H, the padding cropped.
+
+    XLA's own is one "full" convolution of ``g`` padded by ``k - 1`` on every side, which
+    multiplies mostly zeros on small maps (``ROW_FORM_MIN_GROWTH``): for the thesis D's second
+    layer (8x8 outputs, 5x5 kernel, 32 -> 64 channels, batch 128) 5.2 ms against 2.8 ms here.
+    """
+    kh, kw, cin, cout = kernel.shape
+    b, oh, ow, _ = g.shape
+    # [1, kw, out, kh * in]: flipped along W (a correlation computes the full convolution),
+    # output features ordered (kernel row, input channel).
+    row_kernel = jnp.flip(kernel, 1).transpose(1, 3, 0, 2).reshape(1, kw, cout, kh * cin)
+    rows = lax.conv_general_dilated(g, row_kernel, (1, 1), ((0, 0), (kw - 1, kw - 1)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    h, w = oh + kh - 1, ow + kw - 1  # the padded input
+    rows = rows.reshape(b, oh, w, kh, cin)
+    grad = jnp.zeros((b, h, w, cin), g.dtype)
+    for i in range(kh):
+        grad = grad + jnp.pad(rows[:, :, :, i, :], ((0, 0), (i, h - oh - i), (0, 0), (0, 0)))
+    return grad[:, padding:h - padding, padding:w - padding, :]
+
+
 def _strided_conv_fwd(x, kernel, stride, padding):
     return strided_conv(x, kernel, stride, padding), (x, kernel)
 
@@ -167,6 +207,8 @@ def _strided_conv_bwd(stride, padding, residuals, g):
         grad_x = conv_transpose_subpixel(g, kernel)
     elif stride == 1 and kernel.shape[2] <= COL2IM_MAX_INPUT_CHANNELS:
         grad_x = _col2im_input_gradient(g, kernel, padding)
+    elif stride == 1 and _row_form_applies(g.shape, kernel.shape, padding):
+        grad_x = _row_input_gradient(g, kernel, padding)
     else:
         return jax.vjp(lambda x, k: _strided_conv(x, k, stride, padding), x, kernel)[1](g)
     # The weight gradient is XLA's, as for nn.Conv.

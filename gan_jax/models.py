@@ -85,7 +85,8 @@ class ThesisDiscriminator(nn.Module):
     -> Dense 1 -> logits [B].
 
     ``plain=True`` pools with Flax's stock ``nn.max_pool`` (same values and gradients; its
-    backward pass is slow on XLA:CPU) and uses ``nn.Conv`` for the first layer too.
+    backward pass is slow on XLA:CPU) and Flax's ``nn.Conv`` (same values; slower input
+    gradients) instead of :class:`gan_jax.layers.Conv`.
     """
 
     negative_slope: float = 0.01
@@ -97,12 +98,13 @@ class ThesisDiscriminator(nn.Module):
         act = lambda h: nn.leaky_relu(h, self.negative_slope)  # noqa: E731
         pool = ((lambda h: nn.max_pool(h, (2, 2), (2, 2))) if self.plain  # noqa: E731
                 else max_pool_2x2)
-        # The first layer's input gradient (1 input channel) takes layers.Conv's col2im form;
-        # same parameters, paths and forward as nn.Conv(32, (5, 5), padding="VALID").
-        conv1 = (nn.Conv(32, (5, 5), padding="VALID") if self.plain
-                 else layers.Conv(32, 5, 1, 0))
-        x = pool(act(conv1(x)))
-        x = pool(act(nn.Conv(64, (5, 5), padding="VALID")(x)))
+        # layers.Conv: the input gradients take its col2im form (first layer, 1 input channel)
+        # and its row form (second layer); same parameters, paths and forward as
+        # nn.Conv(features, (5, 5), padding="VALID").
+        conv = ((lambda features: nn.Conv(features, (5, 5), padding="VALID"))  # noqa: E731
+                if self.plain else (lambda features: layers.Conv(features, 5, 1, 0)))
+        x = pool(act(conv(32)(x)))
+        x = pool(act(conv(64)(x)))
         x = x.reshape(x.shape[0], -1)
         x = act(nn.Dense(4 * 4 * 64)(x))
         return nn.Dense(1)(x)[:, 0]

@@ -89,6 +89,15 @@ def test_subpixel_equals_dilated_transpose(hw, cin, cout):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_row_form_only_where_xla_would_mostly_pad():
+    # (cotangent shape, kernel shape, padding): the thesis D's second layer; a 12x12 map with a
+    # 5x5 kernel; a 30x30 map with a 3x3 kernel; "same" padding.
+    assert layers._row_form_applies((128, 8, 8, 64), (5, 5, 32, 64), 0)
+    assert layers._row_form_applies((64, 12, 12, 128), (5, 5, 128, 128), 0)
+    assert not layers._row_form_applies((64, 30, 30, 64), (3, 3, 64, 64), 0)
+    assert not layers._row_form_applies((64, 16, 16, 128), (5, 5, 128, 128), 2)
+
+
 def test_subpixel_only_where_it_is_faster():
     # The image layers (1 or 3 outputs) and other kernels keep the dilated form.
     assert not layers._subpixel_applies((4, 4, 3, 64), 2, 1, 3)
@@ -106,7 +115,9 @@ def test_subpixel_only_where_it_is_faster():
     (7, 3, 2, 1, 4, 16),    # DCGAN-28's 3x3 layer
     (12, 5, 1, 0, 1, 8),    # the thesis D's first layer: the col2im input gradient
     (9, 3, 1, 2, 3, 5),     # stride 1, padded, 3 channels: col2im, padding cropped
-    (9, 3, 1, 1, 5, 4),     # 5 input channels: XLA's own input gradient
+    (9, 3, 1, 1, 5, 4),     # 5 input channels, "same" padding: XLA's own input gradient
+    (12, 5, 1, 0, 6, 8),    # the thesis D's second layer: the row form
+    (6, 5, 1, 1, 6, 4),     # 4x4 cotangent, padded: the row form, padding cropped
 ])
 def test_conv_matches_flax_conv(hw, kernel, stride, padding, cin, features):
     """layers.Conv is nn.Conv: same parameter paths and initial values, same output, and the
