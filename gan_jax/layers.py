@@ -56,7 +56,7 @@ def _output_shape(x_shape, kernel_shape, stride, padding):
 # slice of the kernel, and the layer is those four convolutions, interleaved. XLA:CPU computes
 # the input-dilated (zero-inserted) form at 85-290 GFLOP/s on the DCGAN shapes and the four
 # phase convolutions at 300-380 (README, "Speed"); with few output channels (the image layers:
-# 1 or 3) the small phase convolutions are slower and the dilated form stays.
+# 1 or 3) the small phase convolutions are slower, and the col2im form below is used.
 _SUBPIXEL_TAPS = ((3, 1), (2, 0))
 SUBPIXEL_MIN_FEATURES = 16
 
@@ -64,6 +64,55 @@ SUBPIXEL_MIN_FEATURES = 16
 def _subpixel_applies(kernel_shape, stride: int, padding: int, out_features: int) -> bool:
     return (tuple(kernel_shape[:2]) == (4, 4) and stride == 2 and padding == 1
             and out_features >= SUBPIXEL_MIN_FEATURES)
+
+
+# The image layers (k=4, s=2, p=1 with at most this many outputs: 1 or 3) in col2im form: one
+# matmul gives every input pixel's 4x4 x out output patch, and each output phase is the sum of
+# its four taps' patches, shifted by at most one pixel. XLA's input-dilated form multiplies
+# mostly zeros and its phase convolutions would have 1-3 output channels: DCGAN-64's RGB layer
+# (64 -> 3 channels, 32 -> 64, batch 64) 3.3 -> 1.5 ms, the MNIST layers (-> 1 channel, 14 -> 28,
+# batch 128) 0.8-1.0 -> 0.2-0.4 ms.
+COL2IM_TRANSPOSED_MAX_FEATURES = 4
+# Output phase a (row 2m + a) sums the patches of input rows m - shift through kernel tap `tap`:
+# y[2m + a] gets x[q] through tap 2m + a + 1 - 2q (p = 1), so a = 0 takes taps 1 (q = m) and
+# 3 (q = m - 1), a = 1 taps 0 (q = m + 1) and 2 (q = m).
+_COL2IM_PHASE_TAPS = (((1, 0), (3, 1)), ((0, -1), (2, 0)))  # ((tap, shift), ...) per phase
+
+
+def _col2im_transposed_applies(kernel_shape, stride: int, padding: int,
+                               out_features: int) -> bool:
+    return (tuple(kernel_shape[:2]) == (4, 4) and stride == 2 and padding == 1
+            and out_features <= COL2IM_TRANSPOSED_MAX_FEATURES)
+
+
+def _shift(v: jax.Array, shift: int, axis: int) -> jax.Array:
+    """``out[m] = v[m - shift]`` along ``axis`` (shift in {-1, 0, 1}), zero where that is
+    outside ``v``."""
+    if shift == 0:
+        return v
+    n = v.shape[axis]
+    pad = [(0, 0)] * v.ndim
+    pad[axis] = (1, 0) if shift > 0 else (0, 1)
+    start = 0 if shift > 0 else 1
+    return lax.slice_in_dim(jnp.pad(v, pad), start, start + n, axis=axis)
+
+
+def conv_transpose_col2im(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """ConvTranspose2d(k=4, s=2, p=1) ``[B, H, W, in] -> [B, 2H, 2W, out]`` in col2im form
+    (``COL2IM_TRANSPOSED_MAX_FEATURES``). ``kernel`` is ``[4, 4, out, in]``."""
+    b, h, w, cin = x.shape
+    out = kernel.shape[2]
+    patches = (x.reshape(-1, cin) @ kernel.reshape(16 * out, cin).T
+               ).reshape(b, h, w, 4, 4, out)
+    rows = []
+    for row_taps in _COL2IM_PHASE_TAPS:
+        phases = []
+        for col_taps in _COL2IM_PHASE_TAPS:
+            phases.append(sum(
+                _shift(_shift(patches[:, :, :, i, j, :], di, 1), dj, 2)
+                for i, di in row_taps for j, dj in col_taps))
+        rows.append(jnp.stack(phases, axis=3))  # [B, H, W, c, out]
+    return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, out)  # [B, H, a, W, c, out]
 
 
 def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -89,7 +138,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -
 
     ``H' = (H - 1) * stride - 2 * padding + kh``. ``kernel`` is ``[kh, kw, out, in]``. The
     adjoint of the strided convolution, with its own VJP; the DCGAN upsampling layer (k=4, s=2,
-    p=1, at least ``SUBPIXEL_MIN_FEATURES`` outputs) computes its value in sub-pixel form.
+    p=1) computes its value in sub-pixel form (at least ``SUBPIXEL_MIN_FEATURES`` outputs) or
+    col2im form (at most ``COL2IM_TRANSPOSED_MAX_FEATURES``: the image layers).
     """
     return conv_transpose_adjoint(x, kernel, stride, padding)
 
@@ -101,6 +151,8 @@ def conv_transpose_adjoint(x: jax.Array, kernel: jax.Array, stride: int, padding
     value in sub-pixel form where that is faster."""
     if _subpixel_applies(kernel.shape, stride, padding, kernel.shape[2]):
         return conv_transpose_subpixel(x, kernel)
+    if _col2im_transposed_applies(kernel.shape, stride, padding, kernel.shape[2]):
+        return conv_transpose_col2im(x, kernel)
     shape = jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, stride, padding), x.dtype)
     (y,) = jax.linear_transpose(lambda y: _strided_conv(y, kernel, stride, padding), shape)(x)
     return y
@@ -126,9 +178,9 @@ conv_transpose_adjoint.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 def strided_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """``Conv2d(kernel, stride, padding)``, ``x [B, H, W, in]``, ``kernel [kh, kw, in, out]``:
     the same XLA convolution as ``nn.Conv``, with a VJP whose input gradient (a transposed
-    convolution) takes the sub-pixel form (k=4, s=2, p=1), the col2im form (stride 1, at most
-    ``COL2IM_MAX_INPUT_CHANNELS`` inputs) or the row form (stride 1, small maps) where it
-    applies; the weight gradient is XLA's."""
+    convolution) takes the sub-pixel or col2im form of :func:`conv_transpose` (k=4, s=2, p=1,
+    even maps), the col2im form (stride 1, at most ``COL2IM_MAX_INPUT_CHANNELS`` inputs) or the
+    row form (stride 1, small maps) where it applies; the weight gradient is XLA's."""
     return _strided_conv(x, kernel, stride, padding)
 
 
@@ -201,10 +253,14 @@ def _strided_conv_fwd(x, kernel, stride, padding):
 
 def _strided_conv_bwd(stride, padding, residuals, g):
     x, kernel = residuals
-    if (_subpixel_applies(kernel.shape, stride, padding, kernel.shape[2])
-            and _output_shape(g.shape, kernel.shape, stride, padding) == x.shape):
-        # A^T g: the transposed convolution of g with the same [kh, kw, in, out] kernel.
+    # A^T g: the transposed convolution of g with the same [kh, kw, in, out] kernel (where its
+    # output has x's shape: even maps).
+    transposed_fits = _output_shape(g.shape, kernel.shape, stride, padding) == x.shape
+    if transposed_fits and _subpixel_applies(kernel.shape, stride, padding, kernel.shape[2]):
         grad_x = conv_transpose_subpixel(g, kernel)
+    elif transposed_fits and _col2im_transposed_applies(kernel.shape, stride, padding,
+                                                        kernel.shape[2]):
+        grad_x = conv_transpose_col2im(g, kernel)
     elif stride == 1 and kernel.shape[2] <= COL2IM_MAX_INPUT_CHANNELS:
         grad_x = _col2im_input_gradient(g, kernel, padding)
     elif stride == 1 and _row_form_applies(g.shape, kernel.shape, padding):

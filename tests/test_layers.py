@@ -98,8 +98,34 @@ def test_row_form_only_where_xla_would_mostly_pad():
     assert not layers._row_form_applies((64, 16, 16, 128), (5, 5, 128, 128), 2)
 
 
+@pytest.mark.parametrize("hw,cin,cout", [(7, 5, 1), (4, 3, 3), (1, 4, 2), (8, 2, 4)])
+def test_col2im_transposed_equals_dilated_transpose(hw, cin, cout):
+    """The image layers' col2im form (one matmul, then each output phase's four shifted tap
+    patches added) against XLA's input-dilated transposed convolution, and the layer's
+    gradients through it."""
+    kx, kk, kg = jax.random.split(jax.random.key(8), 3)
+    x = jax.random.normal(kx, (2, hw, hw, cin))
+    kernel = jax.random.normal(kk, (4, 4, cout, cin))
+    assert layers._col2im_transposed_applies(kernel.shape, 2, 1, cout)
+    np.testing.assert_allclose(layers.conv_transpose_col2im(x, kernel),
+                               _dilated_transpose(x, kernel, 2, 1), rtol=1e-5, atol=1e-5)
+    cot = jax.random.normal(kg, (2, 2 * hw, 2 * hw, cout))
+    fast = jax.grad(lambda x, k: jnp.sum(layers.conv_transpose(x, k, 2, 1) * cot), (0, 1))
+    ref = jax.grad(lambda x, k: jnp.sum(_dilated_transpose(x, k, 2, 1) * cot), (0, 1))
+    for a, b in zip(fast(x, kernel), ref(x, kernel)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_col2im_transposed_only_for_the_image_layers():
+    assert layers._col2im_transposed_applies((4, 4, 3, 64), 2, 1, 3)
+    assert layers._col2im_transposed_applies((4, 4, 1, 64), 2, 1, 1)
+    assert not layers._col2im_transposed_applies((4, 4, 5, 64), 2, 1, 5)
+    assert not layers._col2im_transposed_applies((3, 3, 1, 64), 2, 1, 1)
+    assert not layers._col2im_transposed_applies((4, 4, 1, 64), 1, 1, 1)
+
+
 def test_subpixel_only_where_it_is_faster():
-    # The image layers (1 or 3 outputs) and other kernels keep the dilated form.
+    # The image layers (1 or 3 outputs: col2im form) and other kernels do not take it.
     assert not layers._subpixel_applies((4, 4, 3, 64), 2, 1, 3)
     assert not layers._subpixel_applies((4, 4, 1, 64), 2, 1, 1)
     assert not layers._subpixel_applies((3, 3, 64, 64), 2, 1, 64)
@@ -108,10 +134,11 @@ def test_subpixel_only_where_it_is_faster():
 
 
 @pytest.mark.parametrize("hw,kernel,stride,padding,cin,features", [
-    (8, 4, 2, 1, 3, 16),    # DCGAN: k=4, s=2, p=1, even map: the sub-pixel input gradient
-    (14, 4, 2, 1, 5, 32),
+    (8, 4, 2, 1, 16, 8),    # DCGAN: k=4, s=2, p=1, even map: the sub-pixel input gradient
+    (14, 4, 2, 1, 5, 32),   # 5 input channels: XLA's own input gradient
+    (8, 4, 2, 1, 3, 16),    # the RGB input layer: the col2im transposed input gradient
     (7, 4, 2, 1, 3, 16),    # odd map: A^T g would be 6x6, so XLA's own input gradient
-    (8, 4, 2, 1, 3, 4),     # few channels: XLA's own input gradient
+    (8, 4, 2, 1, 1, 4),     # 1 channel (DCGAN-28's input layer): col2im
     (7, 3, 2, 1, 4, 16),    # DCGAN-28's 3x3 layer
     (12, 5, 1, 0, 1, 8),    # the thesis D's first layer: the col2im input gradient
     (9, 3, 1, 2, 3, 5),     # stride 1, padded, 3 channels: col2im, padding cropped
