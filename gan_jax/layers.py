@@ -191,6 +191,17 @@ def strided_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> 
 COL2IM_MAX_INPUT_CHANNELS = 4
 
 
+def _add_at_offsets(pieces, shape, dtype, padding: int) -> jax.Array:
+    """The sum of ``pieces`` ``(v, i, j)``, each ``v`` zero-padded into ``shape`` ``[B, H, W,
+    C]`` (a padded input) at offset ``(i, j)``, with ``padding`` cropped from every border."""
+    _, h, w, _ = shape
+    total = jnp.zeros(shape, dtype)
+    for v, i, j in pieces:
+        total = total + jnp.pad(
+            v, ((0, 0), (i, h - v.shape[1] - i), (j, w - v.shape[2] - j), (0, 0)))
+    return total[:, padding:h - padding, padding:w - padding, :]
+
+
 def _col2im_input_gradient(g: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
     """Input gradient of the stride-1 ``_strided_conv(x, kernel, 1, padding)`` at cotangent
     ``g [B, OH, OW, out]``: ``cols = g @ W^T`` (each output position's patch gradient), then
@@ -199,13 +210,8 @@ def _col2im_input_gradient(g: jax.Array, kernel: jax.Array, padding: int) -> jax
     b, oh, ow, _ = g.shape
     cols = (g.reshape(-1, cout) @ kernel.reshape(kh * kw * cin, cout).T
             ).reshape(b, oh, ow, kh, kw, cin)
-    h, w = oh + kh - 1, ow + kw - 1  # the padded input
-    grad = jnp.zeros((b, h, w, cin), g.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            grad = grad + jnp.pad(cols[:, :, :, i, j, :],
-                                  ((0, 0), (i, h - oh - i), (j, w - ow - j), (0, 0)))
-    return grad[:, padding:h - padding, padding:w - padding, :]
+    return _add_at_offsets(((cols[:, :, :, i, j, :], i, j) for i in range(kh) for j in range(kw)),
+                           (b, oh + kh - 1, ow + kw - 1, cin), g.dtype, padding)
 
 
 # The row form pays where XLA's "full" convolution would mostly pad: when the input gradient's
@@ -239,12 +245,10 @@ def _row_input_gradient(g: jax.Array, kernel: jax.Array, padding: int) -> jax.Ar
     row_kernel = jnp.flip(kernel, 1).transpose(1, 3, 0, 2).reshape(1, kw, cout, kh * cin)
     rows = lax.conv_general_dilated(g, row_kernel, (1, 1), ((0, 0), (kw - 1, kw - 1)),
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    h, w = oh + kh - 1, ow + kw - 1  # the padded input
+    w = ow + kw - 1  # the padded input's width
     rows = rows.reshape(b, oh, w, kh, cin)
-    grad = jnp.zeros((b, h, w, cin), g.dtype)
-    for i in range(kh):
-        grad = grad + jnp.pad(rows[:, :, :, i, :], ((0, 0), (i, h - oh - i), (0, 0), (0, 0)))
-    return grad[:, padding:h - padding, padding:w - padding, :]
+    return _add_at_offsets(((rows[:, :, :, i, :], i, 0) for i in range(kh)),
+                           (b, oh + kh - 1, w, cin), g.dtype, padding)
 
 
 def _strided_conv_fwd(x, kernel, stride, padding):

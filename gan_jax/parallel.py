@@ -84,9 +84,10 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf of ``tree`` (arrays, numpy arrays, PRNG keys) replicated on ``mesh``.
 
     The result never shares buffers with ``tree``, so donating it (the train step donates
-    its state on accelerators) leaves ``tree`` intact. Single process: ``jax.device_put``. Multi-process: each
-    host builds the global array from its own copy of the value (which must be the same on
-    every host, as the state, key and dataset of a run are), without cross-host traffic.
+    its state on accelerators) leaves ``tree`` intact. Single process: ``jax.device_put``.
+    Multi-process: each host builds the global array from its own copy of the value (which must
+    be the same on every host, as the state, key and dataset of a run are), without cross-host
+    traffic.
     """
     sharding = replicated(mesh)
     if jax.process_count() == 1:
