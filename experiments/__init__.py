@@ -18,8 +18,8 @@ def exit_on_user_error():
     with ``error: <message>`` on stderr and exit status 1, instead of a traceback."""
     from absl import logging
 
-    from gan_jax.checkpoint import CheckpointError
-    from gan_jax.training import TrainingDiverged
+    from gan_jax.training.checkpoint import CheckpointError
+    from gan_jax.training.loop import TrainingDiverged
 
     # DataError and EvaluatorError are ValueErrors.
     try:

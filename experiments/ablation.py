@@ -8,7 +8,7 @@ side, and ablation.json. Cells live in ``<workdir>/<prior>_<activation>/``; reru
 from absl import app, flags
 
 from experiments import exit_on_user_error, mnist
-from gan_jax import ablation
+from gan_jax.theory import ablation
 from gan_jax.config import D_ACTIVATIONS
 
 flags.DEFINE_list("priors", ["uniform", "normal"], "Priors p_z of the grid's rows.")

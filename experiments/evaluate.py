@@ -12,7 +12,7 @@ import os
 from absl import app, flags
 
 from experiments import exit_on_user_error
-from gan_jax import scoring
+from gan_jax.metrics import scoring
 
 flags.DEFINE_string("workdir", None, "A training run to sample from (its newest checkpoint).")
 flags.DEFINE_string("samples", None, "An .npz with an array 'images' [N,28,28(,1)] in [-1,1] "
@@ -21,6 +21,8 @@ flags.DEFINE_bool("real", False, "Score the first --num real training images (re
 flags.DEFINE_integer("num", 10000, "Samples drawn from the checkpoint (or real images).")
 flags.DEFINE_integer("seed", 0, "Seed of the z draws.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
+flags.DEFINE_bool("live", False, "--workdir: score the trained generator, not the averaged one "
+                  "(runs with --ema_decay).")
 flags.DEFINE_string("dataset", "mnist", "Real data for --samples/--real (a --workdir run "
                     "uses its own).")
 flags.DEFINE_string("data_dir", None, "Folder with the MNIST IDX files (default: the run's, "
@@ -42,8 +44,9 @@ def main(argv):
     with exit_on_user_error():
         if FLAGS.workdir:
             result = scoring.evaluate_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step,
-                                              FLAGS.data_dir, FLAGS.parzen)
-            out = FLAGS.out or os.path.join(FLAGS.workdir, "eval.json")
+                                              FLAGS.data_dir, FLAGS.parzen, live=FLAGS.live)
+            out = FLAGS.out or os.path.join(
+                FLAGS.workdir, "eval_live.json" if FLAGS.live else "eval.json")
         elif FLAGS.samples:
             reference = scoring.load_reference(FLAGS.dataset, FLAGS.data_dir)
             images, labels = scoring.load_samples_npz(FLAGS.samples, with_labels=True)

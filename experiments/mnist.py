@@ -14,11 +14,15 @@ from gan_jax.config import BASE_DEFAULTS, D_ACTIVATIONS, OPTIMIZERS, Config
 
 _D = Config()
 _B = BASE_DEFAULTS
-flags.DEFINE_enum("objective", _D.objective, sorted(gan_jax.OBJECTIVES), "GAN objective.")
+flags.DEFINE_enum("game", _D.game, sorted(gan_jax.GAMES), "The game: classic (Goodfellow et "
+                  "al.'s, any --objective) or began (autoencoder D, equilibrium k_t).")
+flags.DEFINE_enum("objective", None, sorted(gan_jax.OBJECTIVES), "GAN objective of the classic "
+                  f"game (default {_D.objective}).")
 # Image architectures only (the theory lab's toy1d / toy2d work on points, experiments.toy).
-flags.DEFINE_enum("arch", _D.arch, sorted(n for n, a in gan_jax.ARCHITECTURES.items()
-                                          if len(a.image_shape) == 3),
-                  "Generator/discriminator pair.")
+flags.DEFINE_enum("arch", None, sorted(n for n, a in gan_jax.ARCHITECTURES.items()
+                                       if len(a.image_shape) == 3),
+                  f"Generator/discriminator pair (default: the game's; classic {_D.arch}, "
+                  "began began).")
 flags.DEFINE_enum("prior", _D.prior, sorted(gan_jax.PRIORS), "Noise prior p_z.")
 flags.DEFINE_enum("dataset", _D.dataset, list(gan_jax.data.DATASET_NAMES), "Training data "
                   "(mnist, fashion_mnist: 28x28x1; cifar10: 32x32x3; celeb_a: 64x64x3).")
@@ -46,6 +50,17 @@ flags.DEFINE_float("d_dropout", _D.d_dropout, "Dropout rate after each LeakyReLU
 flags.DEFINE_bool("conditional", _D.conditional, "Class-conditional GAN: the label is fed to "
                   "G (one-hot, concatenated to z) and D (one-hot planes, concatenated to the "
                   "image); sample grids show one row per class.")
+flags.DEFINE_float("ema_decay", _D.ema_decay, "Generator weight averaging: decay beta in [0, 1) "
+                   "(e.g. 0.999); grids, evaluation and sampling then use the averaged G. 0: "
+                   "off.")
+flags.DEFINE_bool("ema_warmup", _D.ema_warmup, "Warm the average up: beta_t = min(beta, (1 + t) "
+                  "/ (10 + t)), so a short run is not dominated by the initial weights.")
+flags.DEFINE_float("gamma", None, "BEGAN: diversity ratio gamma = E L(G(z)) / E L(x) that k_t "
+                   "steers to (default 0.5).")
+flags.DEFINE_float("lambda_k", None, "BEGAN: learning rate of k_t (default 0.001).")
+flags.DEFINE_integer("lr_halve_every", None, "BEGAN: halve the learning rate every this many "
+                     "steps (down to --lr_floor).")
+flags.DEFINE_float("lr_floor", None, "BEGAN: lowest learning rate of the halving (default 2e-5).")
 flags.DEFINE_integer("seed", _D.seed, "Root PRNG seed.")
 flags.DEFINE_string("workdir", "/tmp/gan_jax/mnist", "Output directory (resumed if it exists).")
 flags.DEFINE_string("data_dir", None, "Folder with the four MNIST IDX .gz files (or a tfds "

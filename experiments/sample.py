@@ -3,7 +3,7 @@
 Restores the newest (or ``--step``) checkpoint of a workdir written by ``experiments.mnist`` and
 writes a PNG grid and/or an .npz with key ``images`` of shape [N, H, W, C] in [-1, 1]; for a
 ``--conditional`` run also ``labels`` [N], the classes the samples were drawn for (balanced, as
-:func:`gan_jax.sampling.sample_labels` draws them), which ``experiments.evaluate --samples``
+:func:`gan_jax.training.sampling.sample_labels` draws them), which ``experiments.evaluate --samples``
 scores as ``label_accuracy``.
 """
 
@@ -21,6 +21,8 @@ flags.DEFINE_string("out", None, "PNG grid to write.")
 flags.DEFINE_string("npz", None, ".npz file to write (key 'images', [N, H, W, C] in [-1, 1]).")
 flags.DEFINE_integer("seed", 0, "Seed of the z draws.")
 flags.DEFINE_integer("step", None, "Checkpoint step to restore (default: newest).")
+flags.DEFINE_bool("live", False, "Sample the trained generator, not the averaged one (runs with "
+                  "--ema_decay; others have only the live one).")
 
 FLAGS = flags.FLAGS
 
@@ -33,12 +35,13 @@ def main(argv):
     if FLAGS.num < 1:
         raise app.UsageError(f"--num must be >= 1, got {FLAGS.num}")
     with exit_on_user_error():
-        images, step = gan_jax.sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step)
+        images, step = gan_jax.sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step,
+                                                   live=FLAGS.live)
     if FLAGS.out:
         gan_jax.plotting.save_image_grid(images, FLAGS.out)
     if FLAGS.npz:
         config = gan_jax.load_config(os.path.join(FLAGS.workdir, "config.json"))
-        labels = gan_jax.sampling.sample_labels(config, FLAGS.num)
+        labels = gan_jax.training.sampling.sample_labels(config, FLAGS.num)
         extra = {} if labels is None else {"labels": np.asarray(labels)}
         np.savez_compressed(FLAGS.npz, images=images, **extra)
     written = ", ".join(p for p in (FLAGS.out, FLAGS.npz) if p)

@@ -4,7 +4,7 @@ Benchmark-only: needs ``torch`` (``pip install -e ".[bench]"``); nothing in ``ga
 this module. ``python -m experiments.benchmark`` times it against the JAX step in interleaved
 rounds.
 
-The networks are the ones of :mod:`gan_jax.models` (every entry of ``ARCHITECTURES`` but dcgan32), layer
+The networks are the ones of :mod:`gan_jax.models.architectures` (every entry of ``ARCHITECTURES`` but dcgan32), layer
 for layer and parameter for parameter (``thesis``: SPEC 3A, G 6,675,009 and D 1,102,721
 parameters), in PyTorch's NCHW convention but flattening / unflattening in the NHWC order of our
 Flax models, so that :func:`load_flax_variables` copies a Flax parameter tree in and the two
@@ -14,7 +14,7 @@ Xavier-uniform for G's Linear and ConvTranspose2d weights, LeCun-normal for D; D
 BatchNorm scales N(1, 0.02); seed 003's MLP: Xavier-uniform; Goodfellow's MLP: U(-0.05, 0.05)
 for G, U(-0.005, 0.005) for D; zero biases).
 
-:class:`TorchTrainStep` is one iteration of Algorithm 1 as :func:`gan_jax.steps.train_step_fn`
+:class:`TorchTrainStep` is one iteration of Algorithm 1 as :func:`gan_jax.training.steps.train_step_fn`
 does it: k times (fresh real minibatch of random indices into an in-memory tensor dataset,
 fresh z, G forward in train mode without gradient, BCE-with-logits loss in softplus form,
 Adam step on D), then fresh z and a G step against the updated D (D's parameters frozen for
@@ -44,7 +44,7 @@ from torch import nn
 
 ADAM_IMPLEMENTATIONS = ("fused", "foreach", "forloop")
 
-# PyTorch's BatchNorm defaults; gan_jax.models uses the same (Flax momentum 0.9 = 1 - 0.1).
+# PyTorch's BatchNorm defaults; gan_jax.models.architectures uses the same (Flax momentum 0.9 = 1 - 0.1).
 _BN_MOMENTUM = 0.1
 _BN_EPSILON = 1e-5
 
@@ -174,7 +174,7 @@ class DCGAN64Discriminator(nn.Module):
 
 
 class DCGANGenerator(nn.Module):
-    """:class:`gan_jax.dcgan_models.DCGANGenerator`: z [B, latent] -> images [B, C, H, W].
+    """:class:`gan_jax.models.dcgan.DCGANGenerator`: z [B, latent] -> images [B, C, H, W].
 
     Bias-free Linear(latent, s*s*c0) read as [s, s, c0] (NHWC, as in Flax) and permuted to NCHW,
     BN2d, ReLU, then per further channel count ConvTranspose2d(4, 2, 1, bias=False), BN2d,
@@ -208,7 +208,7 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """:class:`gan_jax.dcgan_models.DCGANDiscriminator` (without dropout): images [B, C, H, W]
+    """:class:`gan_jax.models.dcgan.DCGANDiscriminator` (without dropout): images [B, C, H, W]
     -> logits [B].
 
     Per layer Conv2d(kernel, 2, 1, bias=False), BN2d (not on the input layer), LeakyReLU(0.2);
@@ -242,7 +242,7 @@ def _init_linear_(module: nn.Linear, init: Callable[[torch.Tensor], object]) -> 
 
 
 def _uniform(scale: float) -> Callable[[torch.Tensor], object]:
-    """pylearn2's ``irange``, as :mod:`gan_jax.mlp_models`: U(-scale, scale)."""
+    """pylearn2's ``irange``, as :mod:`gan_jax.models.mlp`: U(-scale, scale)."""
     return lambda w: nn.init.uniform_(w, -scale, scale)
 
 
@@ -257,7 +257,7 @@ def _flatten_nhwc(x: torch.Tensor) -> torch.Tensor:
 
 
 class MLPGenerator(nn.Module):
-    """Seed 003 (:class:`gan_jax.mlp_models.MLPGenerator`): z [B, 100] -> 128 ReLU -> 784 tanh
+    """Seed 003 (:class:`gan_jax.models.mlp.MLPGenerator`): z [B, 100] -> 128 ReLU -> 784 tanh
     -> [B, 1, 28, 28]; Xavier-uniform weights, zero biases."""
 
     def __init__(self, latent_dim: int = 100, hidden: int = 128, channels_last: bool = False):
@@ -271,7 +271,7 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """Seed 003 (:class:`gan_jax.mlp_models.MLPDiscriminator`): [B, 1, 28, 28] -> 784 -> 128
+    """Seed 003 (:class:`gan_jax.models.mlp.MLPDiscriminator`): [B, 1, 28, 28] -> 784 -> 128
     ReLU -> logits [B]; Xavier-uniform weights, zero biases."""
 
     def __init__(self, hidden: int = 128, channels_last: bool = False):
@@ -285,7 +285,7 @@ class MLPDiscriminator(nn.Module):
 
 
 class GoodfellowGenerator(nn.Module):
-    """Goodfellow et al. 2014 (:class:`gan_jax.mlp_models.GoodfellowGenerator`): z [B, 100] ->
+    """Goodfellow et al. 2014 (:class:`gan_jax.models.mlp.GoodfellowGenerator`): z [B, 100] ->
     1200 ReLU -> 1200 ReLU -> 784 tanh -> [B, 1, 28, 28]; weights U(-0.05, 0.05)."""
 
     def __init__(self, latent_dim: int = 100, hidden: int = 1200, channels_last: bool = False):
@@ -302,7 +302,7 @@ class GoodfellowGenerator(nn.Module):
 
 
 class Maxout(nn.Module):
-    """:class:`gan_jax.mlp_models.Maxout`: Linear(in, units * pieces), output j = max over the
+    """:class:`gan_jax.models.mlp.Maxout`: Linear(in, units * pieces), output j = max over the
     pieces ``j * pieces ... j * pieces + pieces - 1`` (unit-major, as Flax's reshape)."""
 
     def __init__(self, in_features: int, units: int, pieces: int, scale: float = 0.005):
@@ -315,7 +315,7 @@ class Maxout(nn.Module):
 
 
 class GoodfellowDiscriminator(nn.Module):
-    """Goodfellow et al. 2014 (:class:`gan_jax.mlp_models.GoodfellowDiscriminator`):
+    """Goodfellow et al. 2014 (:class:`gan_jax.models.mlp.GoodfellowDiscriminator`):
     [B, 1, 28, 28] -> dropout 0.2 -> maxout 240x5 -> dropout 0.5 -> maxout 240x5 -> dropout 0.5
     -> logits [B]; weights U(-0.005, 0.005). Dropout (inverted, as Flax's) is active in
     ``train()`` mode; its masks are PyTorch's own stream, not ours."""
@@ -370,7 +370,7 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# Objectives on logits, as gan_jax.losses (softplus form; finite for any finite logit).
+# Objectives on logits, as gan_jax.games.losses (softplus form; finite for any finite logit).
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
@@ -559,7 +559,7 @@ def _flax_layers(module: nn.Module) -> dict[str, list[nn.Module]]:
 
 
 def load_flax_variables(module: nn.Module, params, batch_stats=None) -> nn.Module:
-    """Copies a Flax parameter tree of :mod:`gan_jax.models` into the PyTorch twin (in place).
+    """Copies a Flax parameter tree of :mod:`gan_jax.models.architectures` into the PyTorch twin (in place).
 
     Dense kernels ``[in, out]`` become Linear weights ``[out, in]``; Conv kernels HWIO become
     OIHW; our ConvTranspose kernels ``[kh, kw, out, in]`` (the strided convolution being

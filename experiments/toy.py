@@ -3,8 +3,8 @@
 Low-dimensional experiments that check the source documents' mathematics in seconds on a CPU,
 each writing its figures and results.json to the workdir:
 
-  optimal_d, value_jsd, gaussian_1d, parallel_lines   (gan_jax.theory)
-  ring, grid, spiral                                   (gan_jax.mixtures: mode collapse)
+  optimal_d, value_jsd, gaussian_1d, parallel_lines   (gan_jax.theory.lab)
+  ring, grid, spiral                                   (gan_jax.theory.mixtures: mode collapse)
 
 All seeds of a comparison train in one vmapped program with the library's own objectives and
 train step (see the README's "Theory lab").
@@ -15,7 +15,7 @@ import json
 from absl import app, flags
 
 from experiments import exit_on_user_error
-from gan_jax import mixtures, theory
+from gan_jax.theory import mixtures, lab as theory
 
 _THEORY = tuple(theory.EXPERIMENTS)
 _MIXTURES = tuple(mixtures.EXPERIMENTS)

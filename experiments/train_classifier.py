@@ -1,15 +1,16 @@
 """Train the evaluator classifier: ``python -m experiments.train_classifier --data_dir=...``.
 
 Writes the weights (default for mnist: the packaged ``gan_jax/assets/mnist_classifier.npz``) and
-prints the file's sha256, which must then be pinned in ``gan_jax.evaluator.EVALUATORS`` (mnist)
-or registered with ``gan_jax.evaluator.register_evaluator`` (any other dataset).
+prints the file's sha256, which must then be pinned in ``gan_jax.metrics.evaluator.EVALUATORS`` (mnist)
+or registered with ``gan_jax.metrics.evaluator.register_evaluator`` (any other dataset).
 """
 
 
 from absl import app, flags
 
 from experiments import exit_on_user_error
-from gan_jax import data, evaluator
+from gan_jax import data
+from gan_jax.metrics import evaluator
 
 flags.DEFINE_enum("dataset", "mnist", list(data.IDX_DATASETS), "Dataset to classify "
                   "(28x28 greyscale).")
@@ -36,7 +37,7 @@ def main(argv):
             allow_low_accuracy=FLAGS.allow_low_accuracy)
     print(f"test accuracy: {result.test_accuracy:.4f} (trained in {result.train_seconds:.0f} s)")
     print(f"wrote {result.path}\nsha256: {result.sha256}")
-    print(f'register: gan_jax.evaluator.register_evaluator('
+    print(f'register: gan_jax.metrics.evaluator.register_evaluator('
           f'"{FLAGS.dataset}", "{result.path}", "{result.sha256}")')
 
 

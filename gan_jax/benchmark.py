@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gan_jax import data as data_lib
-from gan_jax import steps
+from gan_jax.training import steps
 from gan_jax.config import Config
-from gan_jax.models import get_architecture
-from gan_jax.state import abstract_state, create_state
-from gan_jax.steps import make_train_step
+from gan_jax.models.architectures import get_architecture
+from gan_jax.games import abstract_state, create_state
+from gan_jax.training.steps import make_train_step
 
 
 # A round counts as quiet when other processes kept fewer cores than this busy meanwhile.
@@ -128,7 +128,7 @@ class TrainStepTimer:
 
 class SweepTimer(TrainStepTimer):
     """``num_runs`` independent runs (seeds 0..N-1) vmapped into one step
-    (:mod:`gan_jax.sweep`); one call advances every run by one step."""
+    (:mod:`gan_jax.training.sweep`); one call advances every run by one step."""
 
     def __init__(self, config: Config, num_runs: int, num_images: int = 1024, seed: int = 0,
                  images: np.ndarray | None = None):
@@ -136,7 +136,7 @@ class SweepTimer(TrainStepTimer):
         super().__init__(config, num_images, seed, images)
 
     def _build(self, seed: int):
-        from gan_jax import sweep  # imports the training loop; only needed here
+        from gan_jax.training import sweep  # imports the training loop; only needed here
 
         seeds = list(range(seed, seed + self.num_runs))
         return (sweep.make_sweep_step(self.config, self.images, num_runs=self.num_runs),

@@ -2,12 +2,15 @@
 
 Settings left as None are filled in when the Config is made, from (lowest to highest priority):
 
+0. the game (``game``; :data:`gan_jax.games.base.GAME_DEFAULTS`): the classic GAN takes
+   objective ``nonsaturating`` and architecture ``thesis``; BEGAN its own networks and
+   settings (:mod:`gan_jax.games.began`);
 1. the thesis GAN of seed 000 (SPEC 3A): Adam(lr 1e-3, betas 0.5 / 0.999), k = 1
    discriminator step per generator step, minibatches of 128, 96-d z
    (:data:`BASE_DEFAULTS`);
-2. the architecture's paper (:attr:`gan_jax.models.Architecture.defaults`; e.g. DCGAN: Adam
+2. the architecture's paper (:attr:`gan_jax.models.architectures.Architecture.defaults`; e.g. DCGAN: Adam
    lr 2e-4, 100-d z);
-3. the objective's paper (:attr:`gan_jax.losses.Objective.defaults`; e.g. WGAN: RMSProp
+3. the objective's paper (:attr:`gan_jax.games.losses.Objective.defaults`; e.g. WGAN: RMSProp
    lr 5e-5, batch 64, n_critic 5, clip 0.01);
 4. what the caller (or a flag) sets explicitly.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
 from typing import Any, Optional
 
 # Fields that may differ between a run and its resumption: where things live, how long to
@@ -35,11 +39,16 @@ OPTIMIZERS = ("adam", "rmsprop")
 # Level 1 of the defaults (the thesis GAN); see the module docstring.
 BASE_DEFAULTS = {"latent_dim": 96, "batch_size": 128, "disc_steps": 1, "optimizer": "adam",
                  "learning_rate": 1e-3, "b1": 0.5, "b2": 0.999, "d_activation": "leaky_relu"}
-# Settings that exist only for some objectives / optimisers (None elsewhere).
+# Settings that exist only for some objectives / optimisers / games (None elsewhere).
 _OBJECTIVE_ONLY = {"clip": "weight_clipping", "gp_weight": "gradient_penalty"}
 _ADAM_ONLY = ("b1", "b2")
+_GAME_ONLY = {"gamma": "began", "lambda_k": "began", "lr_halve_every": "began",
+              "lr_floor": "began"}
 D_ACTIVATIONS = ("leaky_relu", "relu")
-DEFAULTED_FIELDS = tuple(BASE_DEFAULTS) + tuple(_OBJECTIVE_ONLY)
+# What a game without objectives (BEGAN: its own losses) contributes to the checks.
+_NO_OBJECTIVE = types.SimpleNamespace(defaults={}, weight_clipping=False, gradient_penalty=False)
+DEFAULTED_FIELDS = (("objective", "arch") + tuple(BASE_DEFAULTS) + tuple(_OBJECTIVE_ONLY)
+                    + tuple(_GAME_ONLY))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +59,10 @@ class Config:
     architecture" (module docstring); after construction every such field holds its value.
     """
 
-    objective: str = "nonsaturating"
-    arch: str = "thesis"
+    # The game (gan_jax.games): "classic" (Goodfellow et al.'s, with every objective) or "began".
+    game: str = "classic"
+    objective: Optional[str] = None  # classic: "nonsaturating"; None for games without one
+    arch: Optional[str] = None  # the game's default (classic: "thesis")
     prior: str = "uniform"
     dataset: str = "mnist"
     latent_dim: Optional[int] = None
@@ -71,8 +82,18 @@ class Config:
     # Dropout rate after each activation of D, for the DCGANs (seed 003's Keras variant; 0.4
     # there); 0: none.
     d_dropout: float = 0.0
-    # Class-conditional G(z, y) and D(x, y) (gan_jax.conditional), for labelled datasets.
+    # Class-conditional G(z, y) and D(x, y) (gan_jax.models.conditional), for labelled datasets.
     conditional: bool = False
+    # Generator weight averaging (gan_jax.games.ema): decay beta in [0, 1), 0 is off; with the
+    # warm-up beta_t = min(beta, (1 + t) / (10 + t)).
+    ema_decay: float = 0.0
+    ema_warmup: bool = True
+    # BEGAN (Berthelot et al. 2017): diversity ratio gamma, k's learning rate lambda_k, and the
+    # learning rate halved every lr_halve_every steps down to lr_floor.
+    gamma: Optional[float] = None
+    lambda_k: Optional[float] = None
+    lr_halve_every: Optional[int] = None
+    lr_floor: Optional[float] = None
     seed: int = 0
     workdir: Optional[str] = None
     data_dir: Optional[str] = None
@@ -87,23 +108,43 @@ class Config:
 
     def __post_init__(self):
         # Import here: the registries import jax/flax, the config itself should stay cheap.
-        from gan_jax import losses, models, priors
+        from gan_jax.games import losses, priors
+        from gan_jax.games import base as games
+        from gan_jax.models import architectures as models
 
-        objective = losses.get_objective(self.objective)
+        game_defaults = games.game_defaults(self.game)
+        explicit = frozenset(name for name in DEFAULTED_FIELDS if getattr(self, name) is not None)
+        object.__setattr__(self, "explicit", explicit)
+        for name in ("objective", "arch"):
+            if name not in explicit:
+                object.__setattr__(self, name, game_defaults.get(name))
+        if self.objective is None and "objective" in explicit:
+            raise ValueError(f"game {self.game!r} has no objective setting")
+        if self.objective is not None and "objective" not in game_defaults:
+            users = sorted(n for n, d in games.GAME_DEFAULTS.items() if "objective" in d)
+            raise ValueError(f"objective applies to game {users} only, not {self.game!r} "
+                             "(which has its own losses)")
+        objective = (losses.get_objective(self.objective) if self.objective
+                     else _NO_OBJECTIVE)
         arch = models.get_architecture(self.arch)
+        if arch.game != self.game:
+            valid = sorted(n for n, a in models.ARCHITECTURES.items() if a.game == self.game)
+            raise ValueError(f"--arch={self.arch} is an architecture of game {arch.game!r}; "
+                             f"game {self.game!r} takes {valid}")
         priors.get_prior(self.prior)
         from gan_jax.data import DATASET_NAMES
         if self.dataset not in DATASET_NAMES:
             raise ValueError(f"Unknown dataset {self.dataset!r}; valid: {list(DATASET_NAMES)}")
-        explicit = frozenset(name for name in DEFAULTED_FIELDS if getattr(self, name) is not None)
-        object.__setattr__(self, "explicit", explicit)
         for name, flag in _OBJECTIVE_ONLY.items():
             if name in explicit and not getattr(objective, flag):
                 users = sorted(n for n, o in losses.OBJECTIVES.items() if getattr(o, flag))
                 raise ValueError(f"{name} applies to objective {users} only, not "
                                  f"{self.objective!r}")
-        defaults = {**BASE_DEFAULTS, **arch.defaults, **objective.defaults}
-        for name in DEFAULTED_FIELDS:
+        for name, game in _GAME_ONLY.items():
+            if name in explicit and self.game != game:
+                raise ValueError(f"{name} applies to game {game!r} only, not {self.game!r}")
+        defaults = {**BASE_DEFAULTS, **game_defaults, **arch.defaults, **objective.defaults}
+        for name in DEFAULTED_FIELDS[2:]:
             if name not in explicit:
                 object.__setattr__(self, name, defaults.get(name))
         if arch.d_activations:
@@ -156,8 +197,24 @@ class Config:
         if self.gp_weight is not None and not self.gp_weight >= 0:
             raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight}")
         if self.conditional:
-            from gan_jax.conditional import num_classes_for
+            from gan_jax.models.conditional import num_classes_for
             num_classes_for(self.dataset)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 turns averaging off), got "
+                             f"{self.ema_decay}")
+        if self.gamma is not None and not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.lambda_k is not None and not self.lambda_k >= 0.0:
+            raise ValueError(f"lambda_k must be >= 0, got {self.lambda_k}")
+        if self.lr_halve_every is not None and self.lr_halve_every < 1:
+            raise ValueError(f"lr_halve_every must be >= 1, got {self.lr_halve_every}")
+        if self.lr_floor is not None and not 0.0 <= self.lr_floor <= self.learning_rate:
+            raise ValueError(f"lr_floor must be in [0, learning_rate = {self.learning_rate}], "
+                             f"got {self.lr_floor}")
+        if self.game == "began" and self.optimizer != "adam":
+            raise ValueError("game 'began' trains with Adam (optimizer 'adam')")
+        if self.conditional and self.game != "classic":
+            raise ValueError(f"conditional applies to game 'classic' only, not {self.game!r}")
         if self.wgan_warmup and self.objective != "wgan":
             raise ValueError("wgan_warmup applies to objective 'wgan' only")
 

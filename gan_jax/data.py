@@ -291,7 +291,7 @@ def batch_indices(data_key, batch_number, num_examples: int, batch_size: int) ->
     have, with no iterator state to save. It is jittable, so a compiled step can gather its real
     batch from the device-resident dataset. It re-derives the whole epoch's permutation on every
     call, though: sorts of ``num_examples`` keys, about 21 ms for MNIST's 60,000 on the 2-core
-    CPU. :func:`gan_jax.steps.make_train_step` therefore computes each epoch's permutation once
+    CPU. :func:`gan_jax.training.steps.make_train_step` therefore computes each epoch's permutation once
     (:func:`epoch_orders`) and draws the same batches with :func:`batch_indices_from`.
 
     Args:

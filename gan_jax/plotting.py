@@ -73,19 +73,11 @@ def plot_curves(records: Sequence[dict], path: str, smooth: int = 25,
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3 if evaluated else 2)
     ax_d, ax_l = axes[0], axes[1]
-    steps = np.array([r["step"] for r in records])
     for ax, keys, labels in (
         (ax_d, ("d_real", "d_fake"), ("D(x)", "D(G(z))") if probabilistic else ("f(x)", "f(G(z))")),
         (ax_l, ("d_loss", "g_loss"), ("discriminator loss", "generator loss")),
     ):
-        for key, label, color in zip(keys, labels, ("tab:blue", "tab:orange")):
-            values = np.array([r[key] for r in records], np.float64)
-            if len(values) == 0:
-                continue
-            ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
-            smoothed = _smooth(values, smooth)
-            ax.plot(steps[len(steps) - len(smoothed):], smoothed, color=color, label=label)
-        ax.set_xlabel("step")
+        _plot_series(ax, records, keys, labels, smooth)
         ax.grid(alpha=0.3)
     if probabilistic:
         ax_d.axhline(0.5, color="black", linestyle="--", linewidth=1, label="1/2")
@@ -99,14 +91,62 @@ def plot_curves(records: Sequence[dict], path: str, smooth: int = 25,
     ax_d.legend(loc="upper right")
     ax_l.legend(loc="upper right")
     if evaluated:
-        ax_f = axes[2]
-        ax_f.plot([r["step"] for r in evaluated], [r["fd"] for r in evaluated], "o-",
-                  color="tab:green", label="FD (evaluator features)")
-        ax_f.set_yscale("log")
-        ax_f.set_xlabel("step")
-        ax_f.set_title("Frechet distance to the test set (lower is better)")
-        ax_f.grid(alpha=0.3, which="both")
-        ax_f.legend(loc="upper right")
+        _plot_fd(axes[2], evaluated)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+
+
+def _plot_series(ax, records: Sequence[dict], keys, labels, smooth: int) -> None:
+    """Each metric in ``keys`` against step: raw (faint) and its moving average (labelled)."""
+    steps = np.array([r["step"] for r in records])
+    for key, label, color in zip(keys, labels, ("tab:blue", "tab:orange")):
+        values = np.array([r[key] for r in records], np.float64)
+        if len(values) == 0:
+            continue
+        ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+        smoothed = _smooth(values, smooth)
+        ax.plot(steps[len(steps) - len(smoothed):], smoothed, color=color, label=label)
+    ax.set_xlabel("step")
+
+
+def _plot_fd(ax, evaluated: Sequence[dict]) -> None:
+    """FD over steps (log scale); with an averaged generator also the live one's."""
+    steps = [r["step"] for r in evaluated]
+    has_live = all("live_fd" in r for r in evaluated)
+    ax.plot(steps, [r["fd"] for r in evaluated], "o-", color="tab:green",
+            label="FD, averaged G" if has_live else "FD (evaluator features)")
+    if has_live:
+        ax.plot(steps, [r["live_fd"] for r in evaluated], "s--", color="tab:gray",
+                label="FD, live G")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_title("Frechet distance to the test set (lower is better)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper right")
+
+
+def plot_began_curves(records: Sequence[dict], path: str, gamma: float,
+                      smooth: int = 25) -> None:
+    """BEGAN's curves: the reconstruction losses, k_t, the convergence measure M_global
+    (Berthelot et al. 2017, Fig. 2), and FD if evaluated."""
+    evaluated = [r for r in records if "fd" in r]
+    panels = 4 if evaluated else 3
+    fig = Figure(figsize=(5.3 * panels, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, panels)
+    for ax, keys, labels, title in (
+        (axes[0], ("real_loss", "g_loss"), ("L(x)", "L(G(z))"), "Reconstruction losses"),
+        (axes[1], ("k",), ("k_t",), f"Equilibrium variable k_t (gamma = {gamma:g})"),
+        (axes[2], ("m_global",), ("M_global",), "Convergence measure M_global"),
+    ):
+        _plot_series(ax, records, keys, labels, smooth)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right")
+    if evaluated:
+        _plot_fd(axes[3], evaluated)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp)

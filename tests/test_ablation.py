@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import gan_jax
-from gan_jax import ablation
+from gan_jax.theory import ablation
 
 ROOT = Path(__file__).resolve().parents[1]
 

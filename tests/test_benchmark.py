@@ -155,7 +155,7 @@ def test_benchmark_times_a_training_set_of_mnist_size_by_default():
     assert default_num_images(gan_jax.Config(arch="thesis")) == 60000
     assert default_num_images(gan_jax.Config(arch="dcgan64")) == 256 * 2**20 // (4 * 64 * 64 * 3)
     # The theory lab's models train on points [D], not images (the toy sweep rows).
-    from gan_jax import toy_models  # noqa: F401  (registers toy1d / toy2d)
+    from gan_jax.models import toy as toy_models  # noqa: F401  (registers toy1d / toy2d)
     assert default_num_images(gan_jax.Config(arch="toy2d")) == 60000
     assert default_num_images(gan_jax.Config(arch="toy2d"), budget_bytes=4 * 2 * 100) == 100
 

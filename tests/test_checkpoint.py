@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gan_jax.checkpoint import CheckpointError, Checkpointer
-from gan_jax.state import GANState, abstract_state, create_state
+from gan_jax.training.checkpoint import CheckpointError, Checkpointer
+from gan_jax.games.classic import GANState
+from gan_jax.games import abstract_state, create_state
 from tests.helpers import tree_equal
 
 

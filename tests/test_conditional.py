@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 
 import gan_jax
-from gan_jax import conditional, losses, sampling, scoring
-from gan_jax.state import build_gan, count_params, create_state
-from gan_jax.steps import discriminator_update, make_train_step
+from gan_jax.models import conditional
+from gan_jax.games import losses
+from gan_jax.training import sampling
+from gan_jax.metrics import scoring
+from gan_jax.games.classic import build_gan
+from gan_jax.games import count_params, create_state
+from gan_jax.games.classic_updates import discriminator_update
+from gan_jax.training.steps import make_train_step
 from tests.helpers import tree_equal, write_mnist_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +53,7 @@ def test_conditional_parameter_counts(arch, g_extra, d_extra):
 
 
 def test_wrappers_feed_the_one_hot_label():
-    class Probe(gan_jax.models.nn.Module):  # returns its input: shows what the wrapper feeds
+    class Probe(gan_jax.models.architectures.nn.Module):  # returns its input: shows what the wrapper feeds
         def __call__(self, x, train=True):
             return x
 
@@ -119,7 +124,7 @@ def test_conditional_training_end_to_end(data, tmp_path):
     with pytest.raises(ValueError, match="needs the labels of the images"):
         gan_jax.train(config.replace(workdir=str(tmp_path / "c")), images)
 
-    outputs = gan_jax.training._Outputs(config, None, 0)
+    outputs = gan_jax.training.loop._Outputs(config, None, 0)
     np.testing.assert_array_equal(outputs.fixed_labels, np.repeat(np.arange(10), 10))
     np.testing.assert_array_equal(outputs.fixed_z[:10], outputs.fixed_z[10:20])  # z per column
     z = outputs.fixed_z[:2]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import linalg, special
 
-from gan_jax import evaluation
+from gan_jax.metrics import evaluation
 
 
 def _rng(seed=0):

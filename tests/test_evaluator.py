@@ -1,4 +1,4 @@
-"""Tests for gan_jax.evaluator: the pinned shipped weights, the digest check, the classifier's
+"""Tests for gan_jax.metrics.evaluator: the pinned shipped weights, the digest check, the classifier's
 training determinism, the .npz round trip and the train_classifier script."""
 
 import shutil
@@ -10,9 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import data, evaluator
-from gan_jax.evaluator import EvaluatorError
-from gan_jax.state import count_params
+from gan_jax import data
+from gan_jax.metrics import evaluator
+from gan_jax.metrics.evaluator import EvaluatorError
+from gan_jax.games import count_params
 from tests.helpers import tree_equal, write_mnist_dir
 
 ROOT = Path(__file__).resolve().parents[1]

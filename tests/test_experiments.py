@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import gan_jax
-from gan_jax.checkpoint import Checkpointer
-from gan_jax.state import abstract_state
+from gan_jax.training.checkpoint import Checkpointer
+from gan_jax.games import abstract_state
 from tests.helpers import tree_equal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,8 @@ def _final_state(workdir, config):
 @pytest.mark.parametrize("flag,valid", [
     ("--objective=wgan-typo", "<hinge|lsgan|minimax|nonsaturating|wgan|wgan-gp>"),
     ("--prior=cauchy", "<normal|uniform>"),
-    ("--arch=resnet", "<dcgan|dcgan32|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
+    ("--game=cycle", "<began|classic>"),
+    ("--arch=resnet", "<began|dcgan|dcgan32|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
 ])
 def test_unknown_flag_values_list_the_valid_ones(flag, valid):
     result = _run("experiments.mnist", flag)

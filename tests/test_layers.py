@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import layers
+from gan_jax.models import layers
 
 
 @pytest.mark.parametrize("kernel,stride,padding,hw,cin,cout", [
@@ -171,7 +171,7 @@ def test_conv_matches_flax_conv(hw, kernel, stride, padding, cin, features):
 
 
 def test_dcgan_discriminator_uses_the_fast_conv_with_flax_parameter_paths():
-    from gan_jax import dcgan_models
+    from gan_jax.models import dcgan as dcgan_models
     d = dcgan_models.dcgan64_discriminator()
     variables = jax.eval_shape(d.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     assert sorted(variables["params"]) == [

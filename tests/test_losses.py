@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import losses
+from gan_jax.games import losses
 
 REAL = jnp.array([2.0, -1.0, 0.5, 0.0])
 FAKE = jnp.array([-3.0, 1.5, 0.0, 4.0])

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import mixture_data, mixtures
+from gan_jax.theory import mixture_data, mixtures
 
 # A true sample lies within 3 std of its 2-D Gaussian with probability 1 - exp(-9/2); within
 # 3 std of a (locally straight) curve with probability P(|N(0, 1)| <= 3).

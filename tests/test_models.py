@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import layers, models
-from gan_jax.state import count_params
+from gan_jax.models import layers, architectures as models
+from gan_jax.games import count_params
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +163,8 @@ def test_register_architecture_trains_through_the_library(monkeypatch):
     with pytest.raises(TypeError, match="needs an Architecture"):
         models.register_architecture("bad", _TinyGenerator)
     from gan_jax.config import Config
-    from gan_jax.state import create_state
-    from gan_jax.steps import train_step_fn
+    from gan_jax.games import create_state
+    from gan_jax.training.steps import train_step_fn
     config = Config(arch="tiny2d", objective="nonsaturating")
     assert (config.latent_dim, config.batch_size, config.d_activation) == (3, 4, None)
     state = create_state(config, jax.random.key(0))
@@ -215,7 +215,7 @@ def test_dcgan_initialisation_follows_radford():
 
 
 def test_goodfellow_mlp_counts_and_dropout():
-    from gan_jax import mlp_models
+    from gan_jax.models import mlp as mlp_models
     g, d = mlp_models.GoodfellowGenerator(), mlp_models.GoodfellowDiscriminator()
     g_vars = g.init(jax.random.key(0), jnp.zeros((2, 100)))
     d_vars = d.init(jax.random.key(1), jnp.zeros((2, 28, 28, 1)), train=False)

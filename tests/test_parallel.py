@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gan_jax import parallel
+from gan_jax.training import parallel
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_DEVICES = 8
@@ -22,14 +22,17 @@ NUM_DEVICES = 8
 SCRIPT = r'''
 import json, tempfile, time
 T0 = time.time()
-from gan_jax import parallel
+from gan_jax.training import parallel
 initialized = parallel.maybe_initialize_distributed()  # First, before any JAX call.
 
 import jax, jax.numpy as jnp, numpy as np
 import gan_jax
-from gan_jax import data, steps
-from gan_jax.checkpoint import Checkpointer
-from gan_jax.state import abstract_state, build_gan
+from gan_jax import data
+from gan_jax.games import classic_updates
+from gan_jax.training import steps
+from gan_jax.training.checkpoint import Checkpointer
+from gan_jax.games.classic import build_gan
+from gan_jax.games import abstract_state
 
 def tick(name):  # wall-clock seconds since start, per phase (for diagnosing slow runs)
     report.setdefault("seconds", {})[name] = round(time.time() - T0, 1)
@@ -124,8 +127,8 @@ report["state_sharding"] = {
 gan = build_gan(config)
 z = gan.sample_z(jax.random.key(3), 16) + jnp.repeat(jnp.arange(8.0), 2)[:, None]
 def bn_stats(z, sharding):
-    z = steps._shard_batch(z, sharding)
-    return steps._apply(gan.generator, init.g_params, init.g_batch_stats, z)[1]
+    z = classic_updates._shard_batch(z, sharding)
+    return classic_updates._apply(gan.generator, init.g_params, init.g_batch_stats, z)[1]
 global_stats = jax.jit(bn_stats, static_argnums=1)(z, None)
 sharded_stats = jax.jit(bn_stats, static_argnums=1)(z, parallel.batch_sharded(mesh))
 per_device = jax.vmap(lambda zz: bn_stats(zz, None))(z.reshape(8, 2, -1))

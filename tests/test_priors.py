@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import priors
+from gan_jax.games import priors
 
 
 def test_uniform_support_and_moments():

@@ -1,5 +1,5 @@
-"""Every ```python block of the README runs as written from the repo root, and the README's
-two commands are the ones CI runs."""
+"""Every ```python block of the README (and of the docs pages listed here) runs as written from
+the repo root, and the README's two commands are the ones CI runs."""
 
 import re
 import subprocess
@@ -10,7 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+DOCS = ("docs/games.md",)
+BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S) + [
+    block for page in DOCS
+    for block in re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), flags=re.S)]
 
 
 def test_readme_has_python_examples():

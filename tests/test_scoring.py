@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import gan_jax
-from gan_jax import data, evaluation, scoring
-from gan_jax.evaluator import EVALUATORS
-from gan_jax.training import eval_key
+from gan_jax import data
+from gan_jax.metrics import evaluation, scoring
+from gan_jax.metrics.evaluator import EVALUATORS
+from gan_jax.training.loop import eval_key
 from tests.helpers import write_mnist_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gan_jax.games import classic_updates
 from gan_jax import data as data_lib
-from gan_jax import sampling, steps
+from gan_jax.training import sampling, steps
 from gan_jax.config import Config
-from gan_jax.state import build_gan, create_state
+from gan_jax.games.classic import build_gan
+from gan_jax.games import create_state
 from tests.helpers import tree_equal
 
 KEY = jax.random.key(42)
@@ -60,12 +62,12 @@ def test_step_is_d_update_then_g_update_against_the_updated_d(tiny_config, tiny_
     data_key, noise_key = jax.random.split(KEY)
     d_key, g_key = jax.random.split(jax.random.fold_in(noise_key, 0), 2)
     real = jnp.asarray(tiny_images)[data_lib.batch_indices(data_key, 0, 64, tiny_config.batch_size)]
-    s1, _ = steps.discriminator_update(gan, state, real, d_key)
-    s2, _ = steps.generator_update(gan, s1, tiny_config.batch_size, g_key)
+    s1, _ = classic_updates.discriminator_update(gan, state, real, d_key)
+    s2, _ = classic_updates.generator_update(gan, s1, tiny_config.batch_size, g_key)
     assert tree_equal(after.replace(step=s2.step), s2)
     # The same G update against the stale D gives different generator parameters, so the
     # comparison above really pins the order.
-    stale, _ = steps.generator_update(gan, s1.replace(d_params=state.d_params),
+    stale, _ = classic_updates.generator_update(gan, s1.replace(d_params=state.d_params),
                                       tiny_config.batch_size, g_key)
     diff = jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), stale.g_params, s2.g_params)
     assert max(jax.tree_util.tree_leaves(diff)) > 1e-4
@@ -75,11 +77,11 @@ def test_each_update_moves_only_its_own_network(tiny_config, tiny_images):
     gan = build_gan(tiny_config)
     state = _fresh(tiny_config)
     real = jnp.asarray(tiny_images[:8])
-    after_d, _ = steps.discriminator_update(gan, state, real, jax.random.key(1))
+    after_d, _ = classic_updates.discriminator_update(gan, state, real, jax.random.key(1))
     assert not tree_equal(after_d.d_params, state.d_params)
     assert tree_equal(after_d.g_params, state.g_params)
     assert tree_equal(after_d.g_opt_state, state.g_opt_state)
-    after_g, _ = steps.generator_update(gan, state, 8, jax.random.key(2))
+    after_g, _ = classic_updates.generator_update(gan, state, 8, jax.random.key(2))
     assert not tree_equal(after_g.g_params, state.g_params)
     assert tree_equal(after_g.d_params, state.d_params)
     assert tree_equal(after_g.d_opt_state, state.d_opt_state)
@@ -162,7 +164,7 @@ def test_dropout_stream_reaches_the_discriminator(tiny_config, tiny_images):
     for arch, has_dropout in (("goodfellow_mlp", True), ("thesis", False)):
         config = tiny_config.replace(arch=arch, latent_dim=100)
         gan, state = build_gan(config), _fresh(config)
-        d_real = [float(steps.discriminator_update(gan, state, real, jax.random.key(k))[1]["d_real"])
+        d_real = [float(classic_updates.discriminator_update(gan, state, real, jax.random.key(k))[1]["d_real"])
                   for k in (1, 1, 2)]
         assert d_real[0] == d_real[1]  # same key, same dropout masks
         assert (d_real[0] != d_real[2]) == has_dropout
@@ -215,7 +217,7 @@ def test_wgan_gp_step_logs_the_penalty(tiny_config, tiny_images):
 
 
 def test_wgan_gp_critic_has_no_batchnorm():
-    from gan_jax.state import count_params
+    from gan_jax.games import count_params
     for arch in ("dcgan", "dcgan64"):
         normal, critic = _fresh(Config(arch=arch)), _fresh(Config(arch=arch, objective="wgan-gp"))
         assert normal.d_batch_stats and not critic.d_batch_stats
@@ -225,12 +227,12 @@ def test_wgan_gp_critic_has_no_batchnorm():
 
 def test_warmup_schedule_closed_form():
     k = 5
-    counts = [int(steps.warmup_critic_steps(jnp.int32(s), k)) for s in range(1600)]
+    counts = [int(classic_updates.warmup_critic_steps(jnp.int32(s), k)) for s in range(1600)]
     assert counts[:25] == [100] * 25 and counts[25] == 5 and counts[499] == 5
     assert counts[500] == counts[1000] == counts[1500] == 100 and counts[501] == 5
     totals = np.concatenate([[0], np.cumsum(counts)])
     for s in (0, 1, 24, 25, 26, 499, 500, 501, 1000, 1001, 1599):
-        assert int(steps._critic_updates_before(jnp.int32(s), k)) == totals[s], s
+        assert int(classic_updates.critic_updates_before(jnp.int32(s), k)) == totals[s], s
 
 
 def test_warmup_step_runs_the_schedule(tiny_config, tiny_images):
@@ -241,11 +243,11 @@ def test_warmup_step_runs_the_schedule(tiny_config, tiny_images):
     gan, state = build_gan(config), _fresh(config)
     data_key, noise_key = jax.random.split(KEY)
     d_root, g_key = jax.random.split(jax.random.fold_in(noise_key, 0))
-    d_update = jax.jit(lambda s, real, key: steps.discriminator_update(gan, s, real, key)[0])
+    d_update = jax.jit(lambda s, real, key: classic_updates.discriminator_update(gan, s, real, key)[0])
     for i in range(100):
         idx = data_lib.batch_indices(data_key, i, len(tiny_images), config.batch_size)
         state = d_update(state, jnp.asarray(tiny_images)[idx], jax.random.fold_in(d_root, i))
-    state, _ = steps.generator_update(gan, state, config.batch_size, g_key)
+    state, _ = classic_updates.generator_update(gan, state, config.batch_size, g_key)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  after.d_params, state.d_params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
@@ -262,8 +264,8 @@ def test_host_batch_range_matches_the_step():
     config = Config(objective="wgan", disc_steps=k, wgan_warmup=True)
     for s in (0, 1, 24, 25, 26, 499, 500, 501, 1000, 1001, 1599):
         assert steps.batch_range(config, s) == (
-            int(steps._critic_updates_before(jnp.int32(s), k)),
-            int(steps.warmup_critic_steps(jnp.int32(s), k))), s
+            int(classic_updates.critic_updates_before(jnp.int32(s), k)),
+            int(classic_updates.warmup_critic_steps(jnp.int32(s), k))), s
     assert steps.batch_range(Config(disc_steps=3), 7) == (21, 3)
     assert steps.max_batches_per_step(config) == 100
     assert steps.max_batches_per_step(Config(disc_steps=3)) == 3

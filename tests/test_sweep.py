@@ -10,10 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from gan_jax import sweep
-from gan_jax.state import create_state
-from gan_jax.steps import make_train_step
-from gan_jax.training import run_keys
+from gan_jax.training import sweep
+from gan_jax.games import create_state
+from gan_jax.training.steps import make_train_step
+from gan_jax.training.loop import run_keys
 from tests.helpers import tree_equal
 
 SEEDS = (0, 3)
@@ -94,7 +94,7 @@ def test_sweep_reads_each_runs_own_epoch_orders(tiny_config, tiny_images):
     steps of k = 3 (3 epochs of 8 batches) it is bitwise the vmapped step that derives every
     minibatch itself; the runs draw different minibatches."""
     import jax.numpy as jnp
-    from gan_jax.steps import train_step_fn
+    from gan_jax.training.steps import train_step_fn
 
     config = tiny_config.replace(arch="mlp", disc_steps=3)
     keys = sweep.train_keys(SEEDS)

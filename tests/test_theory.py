@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from gan_jax import Config, build_gan, theory, theory_1d, theory_lines
-from gan_jax import theory_math as tm
-from gan_jax import theory_train
+from gan_jax import Config, build_gan
+from gan_jax.theory import lab as theory, gaussian_1d as theory_1d, lines as theory_lines
+from gan_jax.theory import closed_form as tm
+from gan_jax.theory import train as theory_train
 
 LOG2, LOG4 = math.log(2.0), math.log(4.0)
 N01 = tm.Mixture1D.gaussian(0.0, 1.0)

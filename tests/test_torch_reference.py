@@ -11,9 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from experiments import torch_reference as tr  # noqa: E402
-from gan_jax import losses, models, steps  # noqa: E402
 from gan_jax.config import Config  # noqa: E402
-from gan_jax.state import build_gan, count_params, create_state  # noqa: E402
+from gan_jax.games import classic_updates, count_params, create_state, losses  # noqa: E402
+from gan_jax.games.classic import build_gan  # noqa: E402
+from gan_jax.models import architectures as models  # noqa: E402
 
 CONFIG = Config(batch_size=8)
 
@@ -50,7 +51,8 @@ def test_registry_matches_ours():
     # Every image architecture but dcgan32 (CIFAR-10 size, added after the benchmarks) has
     # one; the theory lab's low-dimensional models (registered when their modules are
     # imported, e.g. by other tests) have none.
-    from gan_jax import theory_train, toy_models
+    from gan_jax.theory import train as theory_train
+    from gan_jax.models import toy as toy_models
     lab = set(toy_models.TOY_ARCHITECTURES) | {"mixture1d"}
     assert theory_train.MIXTURE_ARCH is models.ARCHITECTURES["mixture1d"]
     assert set(tr.TORCH_ARCHITECTURES) == set(models.ARCHITECTURES) - {"dcgan32"} - lab
@@ -120,9 +122,9 @@ def test_step_matches_ours(arch_state, arch):
 
     @jax.jit  # one compile is cheaper than running the updates op by op
     def updates(state, reals):
-        state, d_metrics = steps.discriminator_update(gan, state, reals[0], d_key)
-        state, g_metrics = steps.generator_update(gan, state, 8, g_key)
-        _, d2_metrics = steps.discriminator_update(gan, state, reals[1], d2_key)
+        state, d_metrics = classic_updates.discriminator_update(gan, state, reals[0], d_key)
+        state, g_metrics = classic_updates.generator_update(gan, state, 8, g_key)
+        _, d2_metrics = classic_updates.discriminator_update(gan, state, reals[1], d2_key)
         return {**d_metrics, **g_metrics, **{f"second_{k}": v for k, v in d2_metrics.items()}}
 
     want = updates(jax_state, jnp.asarray(reals))

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_jax import Config, count_params, create_state, models, toy_models  # noqa: F401
+from gan_jax import Config, count_params, create_state  # noqa: F401
+from gan_jax.models import architectures as models, toy as toy_models
 
 
 @pytest.mark.parametrize("name,latent,g_count,d_count,dim", [

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import gan_jax
-from gan_jax import training as train_lib
-from gan_jax.checkpoint import Checkpointer
-from gan_jax.state import abstract_state
+from gan_jax.training import loop as train_lib
+from gan_jax.training.checkpoint import Checkpointer
+from gan_jax.games import abstract_state
 from tests.helpers import tree_equal
 
 

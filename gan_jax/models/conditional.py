@@ -11,7 +11,7 @@ class-dependent bias map to the first layer's pre-activations, which is what Mir
 concatenation of y to the input of an MLP computes; the wrapper is therefore one mechanism for
 every architecture, MLPs and conv nets alike, at the cost of a few redundant weights.
 
-Training (:mod:`gan_jax.steps`): each discriminator update conditions its fakes on the labels of
+Training (:mod:`gan_jax.training.steps`): each discriminator update conditions its fakes on the labels of
 its real minibatch (so both halves have the same class mix and WGAN-GP's interpolates have one
 well-defined label); each generator update draws labels uniformly from the K classes.
 Sampling draws balanced labels (:func:`balanced_labels`); grids show one row per class.

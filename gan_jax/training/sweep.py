@@ -2,7 +2,7 @@
 
 Each run keeps its own state, keys and learning rate; they share the training set and one
 compiled step, so N small GANs cost far less than N sequential runs on hardware that a single
-small GAN cannot fill. Every run computes exactly what :func:`gan_jax.steps.train_step_fn`
+small GAN cannot fill. Every run computes exactly what :func:`gan_jax.training.steps.train_step_fn`
 computes for it alone (up to float32 reassociation of batched kernels; tests check the match).
 """
 
@@ -15,11 +15,12 @@ import jax
 import jax.numpy as jnp
 
 from gan_jax.config import Config
-from gan_jax.state import GANState, create_state
+from gan_jax.games.classic import GANState
+from gan_jax.games import create_state
 from gan_jax import data
-from gan_jax.steps import (EpochOrderedStep, Metrics, donates_state, train_step_fn,
+from gan_jax.training.steps import (EpochOrderedStep, Metrics, donates_state, train_step_fn,
                            training_epoch_orders)
-from gan_jax.training import run_keys
+from gan_jax.training.loop import run_keys
 
 
 def create_states(config: Config, seeds: Sequence[int]) -> GANState:
@@ -32,7 +33,7 @@ def create_states(config: Config, seeds: Sequence[int]) -> GANState:
 
 
 def train_keys(seeds: Sequence[int]) -> jax.Array:
-    """The runs' training keys ``[N]`` (the ones :func:`gan_jax.training.train` would use)."""
+    """The runs' training keys ``[N]`` (the ones :func:`gan_jax.training.loop.train` would use)."""
     return jnp.stack([run_keys(seed)[1] for seed in seeds])
 
 
@@ -73,7 +74,7 @@ def make_sweep_step(config: Config, images: Any, learning_rates: Optional[Sequen
       labels: shared int ``[N_images]`` class labels, for a conditional config.
 
     Metrics come back with a leading ``[N]`` axis. ``states`` is donated on accelerators
-    (:func:`gan_jax.steps.donates_state`).
+    (:func:`gan_jax.training.steps.donates_state`).
     """
     if learning_rates is None:
         if num_runs is None:

@@ -189,7 +189,7 @@ def maybe_initialize_distributed() -> bool:
         raise RuntimeError(
             f"This looks like a multi-host job ({reason}), but JAX was already used in this "
             "process, so jax.distributed.initialize() can no longer run. Call "
-            "gan_jax.parallel.maybe_initialize_distributed() before any other JAX call, or set "
+            "gan_jax.training.parallel.maybe_initialize_distributed() before any other JAX call, or set "
             f"{DISTRIBUTED_ENV}=0 to run this process on its own devices only.")
     jax.distributed.initialize()
     return True

@@ -3,12 +3,13 @@
 Saves are synchronous and atomic: orbax writes a step into a temporary directory and renames
 it into place only when complete, so a run killed at any moment (SIGKILL included) leaves
 either a whole checkpoint or a temporary directory that is ignored and cleaned up on the next
-start. Restores go into an abstract target from :func:`gan_jax.state.abstract_state`, so the
-result is a :class:`~gan_jax.state.GANState` with the right dtypes, not raw dicts.
+start. Restores go into an abstract target from :func:`gan_jax.games.classic.abstract_state`, so the
+result is a :class:`~gan_jax.games.classic.GANState` with the right dtypes, not raw dicts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any, Optional
@@ -86,9 +87,34 @@ class Checkpointer:
         try:
             return self._manager.restore(step, args=ocp.args.StandardRestore(target))
         except Exception as e:  # orbax/tensorstore raise many types; name the file instead.
+            layout = self._layout_difference(step, target)
+            if layout:
+                raise CheckpointError(f"{self.path(step)}: {layout}") from e
             raise CheckpointError(
                 f"{self.path(step)}: checkpoint is corrupt or does not match this model "
                 f"({type(e).__name__}: {str(e)[:500]})") from e
+
+    def _layout_difference(self, step: int, target: Any) -> str:
+        """Names the state fields a checkpoint lacks or has beyond ``target``'s, or ''."""
+        if not dataclasses.is_dataclass(target):
+            return ""
+        try:
+            saved = set(self._manager.item_metadata(step).keys())
+        except Exception:  # unreadable metadata: reported as corrupt by the caller
+            return ""
+        wanted = {f.name for f in dataclasses.fields(target)}
+        missing, extra = sorted(wanted - saved), sorted(saved - wanted)
+        if not missing and not extra:
+            return ""
+        hint = ""
+        if missing == ["g_ema_params"] and not extra:
+            hint = (" Checkpoints written before gan_jax 0.2 (the game abstraction, which added "
+                    "the averaged generator g_ema_params to the state) cannot be resumed or "
+                    "sampled by this version; retrain in a fresh workdir, or use gan_jax 0.1.")
+        parts = ([f"lacks the fields {missing}"] if missing else []) + (
+            [f"has fields {extra} that {type(target).__name__} does not"] if extra else [])
+        return (f"the checkpoint holds another game state than this run's "
+                f"{type(target).__name__}: it {' and '.join(parts)}." + hint)
 
     def close(self) -> None:
         self._manager.close()

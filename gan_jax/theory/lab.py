@@ -11,8 +11,8 @@ Experiments (``EXPERIMENTS[name](workdir, ...)`` is ``run(name, workdir, ...)``)
   objective moves theta to 0; keys ``thetas``, ``js``, ``w``, ``theta_final``.
 
 Every experiment trains with the library's own objectives, state and steps
-(:func:`gan_jax.steps.discriminator_update`, :func:`gan_jax.steps.train_step_fn`), all seeds
-of a comparison ``jax.vmap``-ed in one compiled program (:mod:`gan_jax.theory_train`).
+(:func:`gan_jax.games.classic_updates.discriminator_update`, :func:`gan_jax.training.steps.train_step_fn`), all seeds
+of a comparison ``jax.vmap``-ed in one compiled program (:mod:`gan_jax.theory.train`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
-from gan_jax import scoring, theory_1d, theory_lines
+from gan_jax.metrics import scoring
+from gan_jax.theory import gaussian_1d as theory_1d, lines as theory_lines
 
 # Each computes one experiment: (seeds, steps, quick) -> (results, {png name: draw(path)}).
 _COMPUTE: dict[str, Callable[..., tuple[dict, dict]]] = {

@@ -1,6 +1,6 @@
 """Sample-quality metrics as pure functions of features or class probabilities.
 
-The classifier that turns images into features / probabilities lives in ``gan_jax.evaluator``;
+The classifier that turns images into features / probabilities lives in ``gan_jax.metrics.evaluator``;
 everything here only sees arrays, so each metric can be checked against closed forms.
 
 * Frechet distance (FID, Heusel et al. 2017) between Gaussians fitted to two feature sets.

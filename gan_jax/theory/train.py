@@ -1,12 +1,12 @@
 """Training loops of the theory lab, composed from the library's own step pieces.
 
 * :func:`fit_discriminators`: many discriminators, each trained *alone* against a frozen
-  generator by :func:`gan_jax.steps.discriminator_update` (the same update the MNIST step
+  generator by :func:`gan_jax.games.classic_updates.discriminator_update` (the same update the MNIST step
   makes), on fresh real samples every update (infinite data: the expectations of the theory,
   not an empirical training set). Runs are ``jax.vmap``-ed, updates ``fori_loop``-ed: one
   compiled program per call.
 * :func:`train_runs`: many full GANs, each doing Algorithm 1 iterations of
-  :func:`gan_jax.steps.train_step_fn` (vmapped over runs, ``fori_loop`` over steps), with a
+  :func:`gan_jax.training.steps.train_step_fn` (vmapped over runs, ``fori_loop`` over steps), with a
   user function recording each run every ``chunk`` steps.
 
 Frozen generator with a known density (the ``mixture1d`` architecture registered here).
@@ -31,11 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gan_jax import models, theory_math, toy_models
+from gan_jax.models import architectures as models, toy as toy_models
+from gan_jax.theory import closed_form as theory_math
 from gan_jax.config import Config
-from gan_jax.state import GANState, build_gan
-from gan_jax.steps import discriminator_update, train_step_fn
-from gan_jax.training import run_keys
+from gan_jax.games.classic import GANState, build_gan
+from gan_jax.games.classic_updates import discriminator_update
+from gan_jax.training.steps import train_step_fn
+from gan_jax.training.loop import run_keys
 
 NUM_COMPONENTS = 2  # of the mixture1d generator (a Gaussian is a mixture with one weight 0)
 MIXTURE_D_HIDDEN = 32
@@ -140,10 +142,10 @@ def train_runs(config: Config, states: GANState, keys: jax.Array, data: jax.Arra
 
     Args:
       config: shared config; ``data`` [N, dim] is the shared training set (minibatches drawn
-        inside :func:`gan_jax.steps.train_step_fn`).
+        inside :func:`gan_jax.training.steps.train_step_fn`).
       states, keys: stacked ``[R]`` states and training keys; with ``sweep.create_states`` and
         ``sweep.train_keys`` run r uses the keys ``gan_jax.train`` would use for ``seeds[r]``
-        (same computation up to float32 reassociation, see :mod:`gan_jax.sweep`).
+        (same computation up to float32 reassociation, see :mod:`gan_jax.training.sweep`).
       record: ``(state, record_inputs) -> pytree`` of one run, applied after every chunk.
       record_inputs: arrays ``record`` needs (shared by all runs).
 

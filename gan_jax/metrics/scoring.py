@@ -1,6 +1,6 @@
 """Scores generated images with the evaluator network; every number carries its card.
 
-:mod:`gan_jax.evaluation` has the metrics as pure functions of features; :mod:`gan_jax.evaluator`
+:mod:`gan_jax.metrics.evaluation` has the metrics as pure functions of features; :mod:`gan_jax.metrics.evaluator`
 has the digest-pinned classifier. This module joins them to a real-data reference:
 
 * :func:`load_reference` computes, once, what the real side needs: evaluator features of the
@@ -24,8 +24,8 @@ from typing import Optional
 import numpy as np
 
 from gan_jax import data as data_lib
-from gan_jax import evaluation
-from gan_jax.evaluator import EVALUATORS, Evaluator, load_evaluator
+from gan_jax.metrics import evaluation
+from gan_jax.metrics.evaluator import EVALUATORS, Evaluator, load_evaluator
 
 MIN_SAMPLES = 100  # fewer makes FD, KID and precision/recall meaningless
 PARZEN_VALIDATION = slice(50000, 51000)  # Goodfellow et al. 2014: train[50000:60000][:1000]
@@ -238,23 +238,27 @@ def load_samples_npz(path: str, with_labels: bool = False):
 
 
 def evaluate_workdir(workdir: str, num_samples: int = 10000, seed: int = 0,
-                     step: Optional[int] = None, data_dir=None, parzen: bool = True) -> dict:
+                     step: Optional[int] = None, data_dir=None, parzen: bool = True,
+                     live: bool = False) -> dict:
     """Samples ``num_samples`` images from a run's checkpoint and scores them.
 
     The real data comes from ``data_dir``, else the run's own ``data_dir`` / dataset. The
-    result adds ``workdir``, ``step`` (the checkpoint scored) and ``sample_seed``.
+    result adds ``workdir``, ``step`` (the checkpoint scored), ``sample_seed`` and
+    ``generator``: "averaged" (the default when the run keeps an averaged generator) or
+    "live" (``live=True``, or a run without averaging).
     """
-    from gan_jax import sampling  # the checkpoint stack; only needed here
+    from gan_jax.training import sampling  # the checkpoint stack; only needed here
     from gan_jax.config import load_config
 
     config = load_config(os.path.join(workdir, "config.json"))
-    images, restored = sampling.sample_from_workdir(workdir, num_samples, seed, step)
+    images, restored = sampling.sample_from_workdir(workdir, num_samples, seed, step, live=live)
     reference = load_reference(config.dataset, data_dir or config.data_dir)
     labels = sampling.sample_labels(config, num_samples)
     result = score_images(images, reference, parzen=parzen, labels=labels)
     result.update(workdir=os.path.abspath(workdir), step=restored, sample_seed=seed,
-                  objective=config.objective, arch=config.arch,
-                  conditional=config.conditional)
+                  game=config.game, objective=config.objective, arch=config.arch,
+                  conditional=config.conditional,
+                  generator="averaged" if config.ema_decay and not live else "live")
     return result
 
 

@@ -1,6 +1,6 @@
 """Small MLPs for low-dimensional data: the theory lab's networks (1-D and 2-D distributions).
 
-They are ordinary registered architectures (:func:`gan_jax.models.register_architecture`), so
+They are ordinary registered architectures (:func:`gan_jax.models.architectures.register_architecture`), so
 the lab trains them with the same :class:`~gan_jax.config.Config`, objectives, state and
 ``train_step_fn`` as the MNIST experiment: the "data" are points ``[N, dim]`` instead of images.
 
@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax import models
+from gan_jax.models import architectures as models
 
 
 class ToyGenerator(nn.Module):

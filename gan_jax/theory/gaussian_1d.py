@@ -10,7 +10,7 @@ Goodfellow et al.'s Figure 1 in motion.
 
 Each function takes ``(seeds, steps, quick)``, trains every run of every comparison in one
 compiled ``jax.vmap``-ed program and returns ``(results, figures)`` where ``figures`` maps a
-PNG file name to a function drawing it (see :mod:`gan_jax.theory`).
+PNG file name to a function drawing it (see :mod:`gan_jax.theory.lab`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import theory_math as tm
-from gan_jax import sweep, theory_plots, theory_train
+from gan_jax.theory import closed_form as tm
+from gan_jax.training import sweep
+from gan_jax.theory import plots as theory_plots, train as theory_train
 from gan_jax.config import Config
-from gan_jax.state import build_gan
+from gan_jax.games.classic import build_gan
 
 Mixture1D = tm.Mixture1D
 GAUSS = Mixture1D.gaussian

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax import layers
+from gan_jax.models import layers
 
 _W_INIT = nn.initializers.normal(0.02)
 

@@ -1,15 +1,16 @@
-"""The game's state as one pytree, and the static pieces built from a config.
+"""The classic game (Goodfellow et al. 2014 and its objectives): one G, one D, losses of logits.
 
 :class:`GANState` holds arrays only (step counter, both networks' parameters, their BatchNorm
-statistics and both optimiser states), so it can be jitted, donated, sharded and checkpointed
-whole. The modules, optimisers, prior and objective are static and rebuilt from the
-:class:`~gan_jax.config.Config` by :func:`build_gan`.
+statistics, both optimiser states and the averaged generator), so it can be jitted, donated,
+sharded and checkpointed whole. :class:`GAN` is the static half, rebuilt from the
+:class:`~gan_jax.config.Config` by :func:`build_gan`: networks, optimisers, prior, objective,
+and the game interface of :mod:`gan_jax.games.base` (its step is
+:func:`gan_jax.games.classic_updates.classic_step`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -18,8 +19,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from gan_jax import conditional, losses, models, priors
+from gan_jax import plotting
 from gan_jax.config import Config
+from gan_jax.games import base, ema as ema_lib, losses, priors
+from gan_jax.models import architectures as models
+from gan_jax.models import conditional
 
 
 class GANState(struct.PyTreeNode):
@@ -30,6 +34,7 @@ class GANState(struct.PyTreeNode):
       g_params, d_params: Flax parameter trees of the generator and discriminator.
       g_batch_stats, d_batch_stats: BatchNorm running averages (``{}`` when a network has none).
       g_opt_state, d_opt_state: optax states of the two optimisers.
+      g_ema_params: the averaged generator's parameters (``--ema_decay``; ``{}`` when off).
     """
 
     step: jax.Array
@@ -39,11 +44,12 @@ class GANState(struct.PyTreeNode):
     d_batch_stats: Any
     g_opt_state: Any
     d_opt_state: Any
+    g_ema_params: Any
 
 
 @dataclasses.dataclass(frozen=True)
-class GAN:
-    """The static half of a run: networks, optimisers, prior and objective."""
+class GAN(base.LatentGeneratorGame):
+    """The static half of a run: networks, optimisers, prior, objective, and the schedule."""
 
     generator: nn.Module
     discriminator: nn.Module
@@ -55,8 +61,12 @@ class GAN:
     image_shape: tuple[int, int, int]
     clip: Optional[float] = None  # WGAN: critic parameters projected to [-clip, clip]
     gp_weight: Optional[float] = None  # WGAN-GP: lambda
-    # K for a class-conditional pair (G(z, y), D(x, y); gan_jax.conditional); None otherwise.
+    # K for a class-conditional pair (G(z, y), D(x, y); gan_jax.models.conditional); None otherwise.
     num_classes: Optional[int] = None
+    disc_steps: int = 1
+    batch_size: int = 128
+    wgan_warmup: bool = False
+    ema: Optional[ema_lib.GeneratorEMA] = None  # generator averaging; None: off
 
     def sample_z(self, key: jax.Array, num: int) -> jax.Array:
         """``[num, latent_dim]`` draws from the prior."""
@@ -67,6 +77,53 @@ class GAN:
         if self.num_classes is None:
             return None
         return conditional.sample_labels(key, num, self.num_classes)
+
+    # The game interface (gan_jax.games.base).
+    progress = (("d_loss", "d_loss"), ("g_loss", "g_loss"), ("d_real", "D(x)"),
+                ("d_fake", "D(G(z))"))
+
+    @property
+    def max_batches_per_step(self) -> int:
+        """The most minibatches one iteration draws (``disc_steps``, or the warm-up's 100)."""
+        from gan_jax.games.classic_updates import WARMUP_CRITIC_STEPS
+        return max(self.disc_steps, WARMUP_CRITIC_STEPS) if self.wgan_warmup else self.disc_steps
+
+    def batch_range(self, step):
+        """(first minibatch number, number of minibatches) of generator step ``step``, in the
+        step's own arithmetic (host ints here, traced int32 inside the step)."""
+        from gan_jax.games.classic_updates import critic_updates_before, warmup_critic_steps
+        k = self.disc_steps
+        if not self.wgan_warmup:
+            return step * k, k
+        return critic_updates_before(step, k), warmup_critic_steps(step, k)
+
+    def init(self, key: jax.Array) -> GANState:
+        """Both networks and optimisers from ``key``; the average starts at G's weights."""
+        g_key, d_key = jax.random.split(key)
+        labels = () if self.num_classes is None else (jnp.zeros((2,), jnp.int32),)
+        g_vars = self.generator.init(g_key, jnp.zeros((2, self.latent_dim)), *labels,
+                                     train=False)
+        d_vars = self.discriminator.init(d_key, jnp.zeros((2, *self.image_shape)), *labels,
+                                         train=False)
+        g_params, d_params = g_vars["params"], d_vars["params"]
+        return GANState(
+            step=jnp.zeros((), jnp.int32),
+            g_params=g_params,
+            g_batch_stats=g_vars.get("batch_stats", {}),
+            d_params=d_params,
+            d_batch_stats=d_vars.get("batch_stats", {}),
+            g_opt_state=self.g_optimizer.init(g_params),
+            d_opt_state=self.d_optimizer.init(d_params),
+            g_ema_params=g_params if self.ema is not None else {},
+        )
+
+    def train_step(self, state: GANState, key: jax.Array, batches: base.Batches
+                   ) -> tuple[GANState, base.Metrics]:
+        from gan_jax.games.classic_updates import classic_step
+        return classic_step(self, state, key, batches)
+
+    def plot_curves(self, rows: list[dict], path: str) -> None:
+        plotting.plot_curves(rows, path, probabilistic=self.objective.probabilistic)
 
 
 def make_optimizer(config: Config, learning_rate: Any) -> optax.GradientTransformation:
@@ -88,7 +145,7 @@ def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
     Args:
       config: the run's configuration.
       learning_rate: overrides ``config.learning_rate``; may be a traced scalar, which is how
-        :mod:`gan_jax.sweep` trains runs with different learning rates in one program (the
+        :mod:`gan_jax.training.sweep` trains runs with different learning rates in one program (the
         optimiser states do not depend on the learning rate, so the state is unchanged).
     """
     arch = models.get_architecture(config.arch)
@@ -115,39 +172,11 @@ def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
         clip=config.clip,
         gp_weight=config.gp_weight,
         num_classes=num_classes,
+        disc_steps=config.disc_steps,
+        batch_size=config.batch_size,
+        wgan_warmup=config.wgan_warmup,
+        ema=ema_lib.GeneratorEMA(config.ema_decay, config.ema_warmup) if config.ema_decay else None,
     )
 
 
-def create_state(config: Config, key: jax.Array) -> GANState:
-    """Initialises both networks and optimisers from ``key`` (deterministic in ``key``)."""
-    return _create_state(config.computation(), key)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _create_state(config: Config, key: jax.Array) -> GANState:
-    gan = build_gan(config)
-    g_key, d_key = jax.random.split(key)
-    labels = () if gan.num_classes is None else (jnp.zeros((2,), jnp.int32),)
-    g_vars = gan.generator.init(g_key, jnp.zeros((2, gan.latent_dim)), *labels, train=False)
-    d_vars = gan.discriminator.init(d_key, jnp.zeros((2, *gan.image_shape)), *labels,
-                                    train=False)
-    g_params, d_params = g_vars["params"], d_vars["params"]
-    return GANState(
-        step=jnp.zeros((), jnp.int32),
-        g_params=g_params,
-        g_batch_stats=g_vars.get("batch_stats", {}),
-        d_params=d_params,
-        d_batch_stats=d_vars.get("batch_stats", {}),
-        g_opt_state=gan.g_optimizer.init(g_params),
-        d_opt_state=gan.d_optimizer.init(d_params),
-    )
-
-
-def abstract_state(config: Config) -> GANState:
-    """Shapes and dtypes of the state, without computing it (restore target for orbax)."""
-    return jax.eval_shape(lambda: create_state(config, jax.random.key(0)))
-
-
-def count_params(params: Any) -> int:
-    """Total number of scalars in a parameter tree."""
-    return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
+base.register_game("classic", build_gan, {"objective": "nonsaturating", "arch": "thesis"})

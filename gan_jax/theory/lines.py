@@ -4,7 +4,7 @@ P0 = law of (0, Z) and P_theta = law of (theta, Z), Z ~ U[0, 1]. Then JS(P0, P_t
 for theta != 0 (0 at theta = 0) and W(P0, P_theta) = |theta|: JS is flat, W is not.
 
 1. *Divergences through trained networks*, for theta on a grid (``parallel_lines`` generator
-   frozen at theta, D trained alone by :func:`gan_jax.steps.discriminator_update` on fresh P0
+   frozen at theta, D trained alone by :func:`gan_jax.games.classic_updates.discriminator_update` on fresh P0
    draws; all thetas x seeds in one program):
 
    * JS estimate = (V(D, G) + log 4) / 2 with a BCE discriminator (V by Monte Carlo on 16384
@@ -37,9 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import losses, sweep, theory_plots, theory_train
+from gan_jax.games import losses
+from gan_jax.training import sweep
+from gan_jax.theory import plots as theory_plots, train as theory_train
 from gan_jax.config import Config
-from gan_jax.state import build_gan
+from gan_jax.games.classic import build_gan
 
 LOG2 = math.log(2.0)
 THETAS = np.array([-1.0, -0.8, -0.6, -0.4, -0.2, -0.05, 0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 1.0])

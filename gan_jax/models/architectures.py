@@ -1,7 +1,7 @@
 """Generator and discriminator architectures (Flax linen), selected by name.
 
 Every discriminator returns *logits* of shape ``[B]``; no sigmoid is applied here (the
-objectives in :mod:`gan_jax.losses` work on logits with log-sigmoid math). Generators map
+objectives in :mod:`gan_jax.games.losses` work on logits with log-sigmoid math). Generators map
 ``z: [B, latent_dim]`` to images ``[B, H, W, C]`` in ``[-1, 1]`` (tanh output).
 
 Architectures register themselves in :data:`ARCHITECTURES`; ``--arch`` picks one.
@@ -18,7 +18,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gan_jax import dcgan_models, layers, mlp_models, registry
+from gan_jax import registry
+from gan_jax.models import began as began_models
+from gan_jax.models import dcgan as dcgan_models, layers, mlp as mlp_models
 
 # PyTorch's BatchNorm defaults (momentum 0.1 -> Flax 0.9, eps 1e-5); the thesis is a PyTorch
 # model (CS231n assignment 3), so its running averages follow the same recursion.
@@ -46,7 +48,7 @@ class ThesisGenerator(nn.Module):
     pad 1 -> tanh -> [B, 28, 28, 1].
 
     The transposed convolutions are PyTorch's ``ConvTranspose2d(k=4, s=2, p=1)`` (7 -> 14 ->
-    28), computed by :class:`gan_jax.layers.ConvTranspose`; ``plain=True`` uses Flax's stock
+    28), computed by :class:`gan_jax.models.layers.ConvTranspose`; ``plain=True`` uses Flax's stock
     ``nn.ConvTranspose`` with padding ``k - 1 - p = 2`` instead (same function of its
     parameters up to a kernel flip; about 3x slower to train on XLA:CPU).
     """
@@ -86,7 +88,7 @@ class ThesisDiscriminator(nn.Module):
 
     ``plain=True`` pools with Flax's stock ``nn.max_pool`` (same values and gradients; its
     backward pass is slow on XLA:CPU) and Flax's ``nn.Conv`` (same values; slower input
-    gradients) instead of :class:`gan_jax.layers.Conv`.
+    gradients) instead of :class:`gan_jax.models.layers.Conv`.
     """
 
     negative_slope: float = 0.01
@@ -131,8 +133,10 @@ class Architecture:
     # LeakyReLU of D.
     d_dropout: bool = False
     # D starts by flattening its input (an MLP): a conditional D gets [flat x, onehot(y)]
-    # instead of K label planes (gan_jax.conditional).
+    # instead of K label planes (gan_jax.models.conditional).
     d_flattens: bool = False
+    # The game whose networks these are (gan_jax.games; --game).
+    game: str = "classic"
 
 
 _LEAKY_OR_RELU = ("leaky_relu", "relu")
@@ -164,6 +168,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "dcgan64": Architecture(dcgan_models.dcgan64_generator, dcgan_models.dcgan64_discriminator,
                             (64, 64, 3), defaults=_DEFAULTS_DCGAN, d_batchnorm=True,
                             d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2, d_dropout=True),
+    # BEGAN's ELU decoder G and autoencoder D at 28x28 (7x7 bottleneck; game "began").
+    "began": Architecture(began_models.began28_generator, began_models.began28_discriminator,
+                          (28, 28, 1), game="began"),
 }
 
 

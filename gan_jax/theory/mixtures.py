@@ -1,17 +1,17 @@
 """Mode collapse on 2-D mixtures: minimax, nonsaturating, WGAN and WGAN-GP side by side.
 
 The theory lab's ``ring`` / ``grid`` / ``spiral`` experiments (targets and metrics in
-:mod:`gan_jax.mixture_data`). For each objective, ``seeds`` independent GANs train in one
-compiled program: the library's :func:`gan_jax.steps.train_step_fn` (Algorithm 1, the step the
+:mod:`gan_jax.theory.mixture_data`). For each objective, ``seeds`` independent GANs train in one
+compiled program: the library's :func:`gan_jax.training.steps.train_step_fn` (Algorithm 1, the step the
 MNIST experiment uses) is ``jax.vmap``-ed over the runs' states and keys (made by
-:mod:`gan_jax.sweep`) and iterated by ``jax.lax.fori_loop``, one compiled call per stretch
+:mod:`gan_jax.training.sweep`) and iterated by ``jax.lax.fori_loop``, one compiled call per stretch
 between snapshots. The data are infinite, as in the papers' toy code: every step each run draws
 fresh real points. At each of 9 snapshots the program returns every run's samples on a fixed z
 and its discriminator (critic) on a grid of the plane; the metrics (modes covered, high-quality
 share; mean +- std over the seeds) and the GAN-Lab-style figures (samples over D's decision
 surface, one row per objective) come from those.
 
-Networks: the registered ``toy2d`` MLPs (:mod:`gan_jax.toy_models`; G: z ~ N(0, I_16) -> 128 ->
+Networks: the registered ``toy2d`` MLPs (:mod:`gan_jax.models.toy`; G: z ~ N(0, I_16) -> 128 ->
 128 -> 2, the hidden widths of Metz et al. 2016's generator; D: 2 -> 128 -> 128 -> 1). Optimiser
 settings: :data:`OBJECTIVE_SETTINGS`, recorded in results.json with everything else.
 
@@ -33,11 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax import mixture_data, mixture_plots, registry, scoring, sweep
+from gan_jax import registry
+from gan_jax.theory import mixture_data, mixture_plots
+from gan_jax.metrics import scoring
+from gan_jax.training import sweep
 from gan_jax.config import Config
-from gan_jax.state import GANState, build_gan, count_params, create_state
-from gan_jax.steps import train_step_fn
-from gan_jax.training import run_keys
+from gan_jax.games.classic import GANState, build_gan
+from gan_jax.games import count_params, create_state
+from gan_jax.training.steps import train_step_fn
+from gan_jax.training.loop import run_keys
 
 ARCH = "toy2d"
 PRIOR = "normal"
@@ -76,7 +80,7 @@ def objective_config(objective: str, **overrides: Any) -> Config:
 
 def data_keys(seeds: Sequence[int]) -> jax.Array:
     """The runs' real-data keys ``[N]``: a stream of their own, folded off the sample key of
-    :func:`gan_jax.training.run_keys` (the init and training keys stay the library's)."""
+    :func:`gan_jax.training.loop.run_keys` (the init and training keys stay the library's)."""
     return jnp.stack([jax.random.fold_in(run_keys(seed)[2], 2) for seed in seeds])
 
 
@@ -141,7 +145,7 @@ def train_objective(target: mixture_data.Target, config: Config, seeds: Sequence
 
     Returns a dict: ``snapshot_steps`` (T ints), ``samples`` ``[T, S, EVAL_SAMPLES, 2]`` and
     ``surfaces`` ``[T, S, SURFACE_RESOLUTION^2]`` (numpy), ``coverage`` (T lists of S dicts of
-    :func:`gan_jax.mixture_data.coverage`), ``train_metrics`` (the last step's, ``[S]`` each)
+    :func:`gan_jax.theory.mixture_data.coverage`), ``train_metrics`` (the last step's, ``[S]`` each)
     and ``wall_time_s`` (compilation included).
     """
     start = time.perf_counter()

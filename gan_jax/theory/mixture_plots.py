@@ -1,4 +1,4 @@
-"""Figures of the 2-D mixture experiments (:mod:`gan_jax.mixtures`), GAN-Lab style.
+"""Figures of the 2-D mixture experiments (:mod:`gan_jax.theory.mixtures`), GAN-Lab style.
 
 Each panel draws the discriminator's surface on the plane, the real points (black) and the
 generator's samples (orange). Matplotlib's object API with the Agg canvas (no pyplot state).
@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from gan_jax.losses import get_objective
+from gan_jax.games.losses import get_objective
 
 
 def _figure(rows: int, cols: int, size: float = 2.2):
@@ -60,9 +60,9 @@ def plot_surfaces(target, real, trained: dict, path: str, snapshots: Sequence[in
     per objective, for run ``run``.
 
     Args:
-      target: the :class:`gan_jax.mixture_data.Target`.
+      target: the :class:`gan_jax.theory.mixture_data.Target`.
       real: real points ``[M, 2]`` to draw.
-      trained: objective name -> :func:`gan_jax.mixtures.train_objective` result.
+      trained: objective name -> :func:`gan_jax.theory.mixtures.train_objective` result.
       path: PNG to write.
     """
     fig, axes = _figure(len(trained), len(snapshots))

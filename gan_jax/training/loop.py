@@ -2,15 +2,18 @@
 
 Workdir layout:
   config.json            the run's :class:`~gan_jax.config.Config`
-  metrics.jsonl          one JSON row per step: step, d_loss, g_loss, d_real, d_fake, g_d_fake;
+  metrics.jsonl          one JSON row per step: the game's metrics (classic: step, d_loss,
+                         g_loss, d_real, d_fake, g_d_fake; BEGAN: also k, m_global, ...);
                          every eval_every steps also fd, score, classes_covered, class_kl
-                         (gan_jax.scoring.quick_scores on eval_samples fakes from a fixed z;
-                         conditional runs: balanced labels, plus label_accuracy)
+                         (gan_jax.metrics.scoring.quick_scores on eval_samples fakes from a
+                         fixed z; conditional runs: balanced labels, plus label_accuracy), of
+                         the averaged generator when there is one, and live_* of the live one
   eval_card.json         how those were made: evaluator name and sha256, real split, sizes
   samples/step_NNNNNN.png  grids of G(z) for one fixed z (seed 000 Fig. 2.2); conditional
                          runs: one row per class, the same z down each column
-  curves.png             D(x), D(G(z)) with the 1/2 line, the losses (Fig. 2.3), and FD
-  checkpoints/<step>/    orbax checkpoints of the whole GANState
+  curves.png             the game's curves (classic: D(x), D(G(z)) with the 1/2 line, the
+                         losses, Fig. 2.3), and FD
+  checkpoints/<step>/    orbax checkpoints of the whole game state
 
 Running :func:`train` again on the same workdir resumes from the newest complete checkpoint and
 ends bitwise identical to an uninterrupted run (the step derives all randomness from the seed
@@ -19,7 +22,7 @@ and the step number). A non-finite loss or parameter stops training with
 
 Devices: with one device the loop runs the single-device step. With several (GPUs, TPU
 chips, fake CPU devices, or the chips of all hosts of a multi-host TPU slice) it trains data
-parallel over all of them (:mod:`gan_jax.parallel`): same global batch, state replicated,
+parallel over all of them (:mod:`gan_jax.training.parallel`): same global batch, state replicated,
 batches split over a 1-D ``"data"`` mesh. On several hosts every process runs the loop; only
 process 0 writes metrics, grids and config.json, all take part in the checkpoints, and the
 workdir must be on a filesystem all hosts share.
@@ -31,7 +34,7 @@ import json
 import math
 import os
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -39,13 +42,15 @@ import numpy as np
 from absl import logging
 
 from gan_jax import data as data_lib
-from gan_jax import conditional, parallel, plotting, sampling, scoring
-from gan_jax.checkpoint import Checkpointer
+from gan_jax import plotting
+from gan_jax.models import conditional
+from gan_jax.training import parallel, sampling
+from gan_jax.metrics import scoring
+from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.config import Config, check_resumable, load_config, save_config
-from gan_jax.losses import get_objective
-from gan_jax.models import get_architecture
-from gan_jax.state import GANState, abstract_state, build_gan, create_state
-from gan_jax.steps import make_train_step
+from gan_jax.models.architectures import get_architecture
+from gan_jax.games import abstract_state, build_game, create_state
+from gan_jax.training.steps import make_train_step
 
 NUM_GRID_SAMPLES = 100  # a 10 x 10 grid: enough to see all ten digits
 EVAL_KEYS = ("fd", "score", "classes_covered", "class_kl")  # logged every eval_every steps
@@ -134,7 +139,7 @@ class _Outputs:
         if self.writer:
             _write_metrics(self.metrics_path, self.rows)  # Drop rows past the restored step.
         self.pending: list[tuple[int, dict]] = []
-        gan = build_gan(config)
+        self.game = gan = build_game(config)
         self.fixed_labels = None
         if gan.num_classes is None:
             self.fixed_z = gan.sample_z(run_keys(config.seed)[2], NUM_GRID_SAMPLES)
@@ -150,11 +155,11 @@ class _Outputs:
     def record(self, step: int, metrics: dict) -> None:
         self.pending.append((step, metrics))
 
-    def flush(self, evaluate: Optional[GANState] = None) -> None:
+    def flush(self, evaluate: Optional[Any] = None) -> None:
         """Fetches pending device metrics (one transfer), appends them, stops on NaN/inf.
 
         ``evaluate``: the state after the last pending step, whose evaluation metrics
-        (:func:`gan_jax.scoring.quick_scores`) join that step's row.
+        (:func:`gan_jax.metrics.scoring.quick_scores`) join that step's row.
         """
         if not self.pending:
             return
@@ -175,17 +180,26 @@ class _Outputs:
             values = {k: v for k, v in bad.items() if not math.isfinite(v)}
             self.diverged(f"non-finite {values} at step {bad['step']}")
 
-    def evaluate(self, state: GANState, step: int) -> dict:
-        """FD, classifier score, classes covered and class KL of ``eval_samples`` fakes."""
-        images = sampling.sample(self.config, state, self.eval_key, self.config.eval_samples)
+    def evaluate(self, state: Any, step: int) -> dict:
+        """FD, classifier score, classes covered and class KL of ``eval_samples`` fakes; with
+        an averaged generator, of it, and of the live one under ``live_*``."""
+        scores = self._scores(state, step, live=False)
+        if self.config.ema_decay:
+            scores.update({f"live_{k}": v for k, v in self._scores(state, step, True).items()})
+        return scores
+
+    def _scores(self, state: Any, step: int, live: bool) -> dict:
+        images = sampling.sample(self.config, state, self.eval_key, self.config.eval_samples,
+                                 live=live)
         if not np.all(np.isfinite(images)):
             self.diverged(f"non-finite generator output at step {step}")
         labels = sampling.sample_labels(self.config, self.config.eval_samples)
         scores = scoring.quick_scores(images, self.reference, labels)
-        logging.info("step %d eval (%d samples): FD %.3f  classifier score %.2f  classes "
-                     "covered %d  class KL %.3f%s", step, self.config.eval_samples, scores["fd"],
-                     scores["score"], scores["classes_covered"], scores["class_kl"],
-                     "" if labels is None else
+        which = " (live G)" if live else " (averaged G)" if self.config.ema_decay else ""
+        logging.info("step %d eval%s (%d samples): FD %.3f  classifier score %.2f  classes "
+                     "covered %d  class KL %.3f%s", step, which, self.config.eval_samples,
+                     scores["fd"], scores["score"], scores["classes_covered"],
+                     scores["class_kl"], "" if labels is None else
                      f"  label accuracy {scores['label_accuracy']:.3f}")
         keys = EVAL_KEYS + (() if labels is None else ("label_accuracy",))
         return {k: float(scores[k]) for k in keys}
@@ -196,24 +210,23 @@ class _Outputs:
                  if last is not None else "no checkpoint had been written yet")
         raise TrainingDiverged(f"Training diverged: {what}. Stopped without saving; {where}.")
 
-    def samples(self, state: GANState, step: int) -> None:
+    def samples(self, state: Any, step: int) -> None:
         images = sampling.generate(self.config, state, self.fixed_z, self.fixed_labels)
         if not self.writer:
             return
         path = os.path.join(self.samples_dir, f"step_{step:06d}.png")
         plotting.save_image_grid(np.asarray(images), path, ncols=10)
         if self.rows:
-            plotting.plot_curves(self.rows, os.path.join(self.workdir, "curves.png"),
-                                 probabilistic=get_objective(self.config.objective).probabilistic)
+            self.game.plot_curves(self.rows, os.path.join(self.workdir, "curves.png"))
 
-    def checkpoint(self, state: GANState, step: int) -> None:
+    def checkpoint(self, state: Any, step: int) -> None:
         if not bool(_all_finite(state)):
             self.diverged(f"non-finite parameters or optimiser state after step {step}")
         self.checkpointer.save(step, state)
 
 
 def train(config: Config, images: Optional[np.ndarray] = None,
-          labels: Optional[np.ndarray] = None) -> GANState:
+          labels: Optional[np.ndarray] = None) -> Any:
     """Trains (or resumes) the GAN described by ``config`` in ``config.workdir``.
 
     Args:
@@ -272,8 +285,8 @@ def train(config: Config, images: Optional[np.ndarray] = None,
         outputs.samples(state, 0)
     train_step = make_train_step(config, images, mesh=mesh, labels=labels)
 
-    logging.info("Training %s/%s from step %d to %d", config.arch, config.objective, start,
-                 config.num_steps)
+    logging.info("Training %s/%s from step %d to %d", config.arch,
+                 config.objective or config.game, start, config.num_steps)
     t_window, s_window = time.time(), start
     for step in range(start + 1, config.num_steps + 1):
         state, metrics = train_step(state, train_key)
@@ -294,10 +307,9 @@ def train(config: Config, images: Optional[np.ndarray] = None,
             row = outputs.rows[-1]
             rate = (step - s_window) / max(time.time() - t_window, 1e-9)
             eta = (config.num_steps - step) / rate if rate > 0 else float("nan")
-            logging.info(
-                "step %d/%d  d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f  "
-                "%.2f steps/s  ETA %s", step, config.num_steps, row["d_loss"], row["g_loss"],
-                row["d_real"], row["d_fake"], rate, _format_seconds(eta))
+            values = "  ".join(f"{label} {row[key]:.4g}" for key, label in outputs.game.progress)
+            logging.info("step %d/%d  %s  %.2f steps/s  ETA %s", step, config.num_steps, values,
+                         rate, _format_seconds(eta))
             t_window, s_window = time.time(), step
         if draw:
             outputs.samples(state, step)
@@ -313,7 +325,7 @@ def _eval_reference(config: Config) -> Optional[scoring.Reference]:
         return None
     if scoring.evaluator_for_dataset(config.dataset) is None:
         logging.warning("No evaluator registered for dataset %r: training without evaluation "
-                        "(see gan_jax.evaluator.register_evaluator).", config.dataset)
+                        "(see gan_jax.metrics.evaluator.register_evaluator).", config.dataset)
         return None
     try:
         return scoring.load_reference(config.dataset, config.data_dir)

@@ -12,7 +12,7 @@ writes:
   ablation.json  per cell: prior, d_activation, workdir, steps, wall seconds (None when the
                  cell was resumed part-way) and the last evaluation (FD, classifier score, classes covered, class KL)
 
-Rerunning resumes unfinished cells and skips finished ones (:func:`gan_jax.training.train`
+Rerunning resumes unfinished cells and skips finished ones (:func:`gan_jax.training.loop.train`
 restores the final checkpoint and trains nothing).
 """
 
@@ -29,9 +29,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from gan_jax.config import D_ACTIVATIONS, Config
-from gan_jax.priors import PRIORS
-from gan_jax import scoring
-from gan_jax.training import train
+from gan_jax.games.priors import PRIORS
+from gan_jax.metrics import scoring
+from gan_jax.training.loop import train
 
 EVAL_KEYS = ("fd", "score", "classes_covered", "class_kl")
 
@@ -85,7 +85,7 @@ def run_ablation(base: Config, priors: Sequence[str] = ("uniform", "normal"),
       base: the shared settings; its ``workdir`` holds the cells and the figure. Its
         architecture must offer the D activation choice (``thesis``, ``dcgan``, ``dcgan64``...).
       priors, d_activations: the grid's axes.
-      images: optional training set (as for :func:`gan_jax.training.train`).
+      images: optional training set (as for :func:`gan_jax.training.loop.train`).
 
     Returns:
       The ablation.json record.

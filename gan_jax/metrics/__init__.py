@@ -1,0 +1,1 @@
+"""Sample quality: metric functions, the shipped MNIST evaluator, and scoring of runs."""

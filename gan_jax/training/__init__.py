@@ -1,0 +1,1 @@
+"""Running games: the compiled step, the loop, checkpoints, sampling, devices and sweeps."""

@@ -1,0 +1,130 @@
+"""BEGAN (gan_jax.games.began, gan_jax.models.began): the k update, M_global, the losses'
+gradients, shapes, the learning-rate halving, its config, and one step on the trainer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gan_jax
+from gan_jax.games import began
+from gan_jax.models import began as began_models
+
+
+def test_k_update_is_clipped_to_the_unit_interval_and_has_its_fixed_point():
+    k = jnp.float32(0.3)
+    # gamma L(x) = L(G(z)): the equilibrium; k does not move.
+    assert float(began.update_k(k, 0.4, 0.2, gamma=0.5, lambda_k=0.01)) == pytest.approx(0.3)
+    # closed form inside the bounds
+    assert float(began.update_k(k, 0.4, 0.1, gamma=0.5, lambda_k=0.01)) == pytest.approx(
+        0.3 + 0.01 * (0.5 * 0.4 - 0.1))
+    assert float(began.update_k(k, 0.4, 0.3, gamma=0.5, lambda_k=0.01)) == pytest.approx(
+        0.3 + 0.01 * (0.5 * 0.4 - 0.3))
+    # bounds: never below 0, never above 1
+    assert float(began.update_k(jnp.float32(0.001), 0.1, 5.0, 0.5, 0.01)) == 0.0
+    assert float(began.update_k(jnp.float32(0.999), 5.0, 0.0, 0.5, 0.01)) == 1.0
+    # monotone in the balance
+    values = [float(began.update_k(k, 0.4, f, 0.5, 0.01)) for f in np.linspace(0, 1, 11)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_convergence_measure_on_hand_set_values():
+    assert float(began.convergence_measure(0.4, 0.1, 0.5)) == pytest.approx(0.4 + 0.1)
+    assert float(began.convergence_measure(0.4, 0.3, 0.5)) == pytest.approx(0.4 + 0.1)
+    assert float(began.convergence_measure(0.4, 0.2, 0.5)) == pytest.approx(0.4)
+
+
+def test_losses_with_an_identity_autoencoder_are_zero():
+    x = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1), minval=-1, maxval=1)
+    assert float(began.reconstruction_loss(x, x)) == 0.0
+    assert float(began.reconstruction_loss(x, jnp.zeros_like(x))) == pytest.approx(
+        float(jnp.mean(jnp.abs(x))))
+    assert float(began.discriminator_loss(0.4, 0.2, 0.5)) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("size, stages, bottleneck", [(28, 3, 7), (32, 3, 8)])
+def test_networks_keep_one_channel_at_28_and_32(size, stages, bottleneck):
+    g = began_models.BEGANDecoder(bottleneck=bottleneck, stages=stages, filters=4, channels=1)
+    d = began_models.BEGANDiscriminator(hidden=8, bottleneck=bottleneck, stages=stages,
+                                        filters=4, channels=1)
+    z = jnp.zeros((2, 8))
+    x = g.apply(g.init(jax.random.key(0), z), z)
+    assert x.shape == (2, size, size, 1)
+    assert d.apply(d.init(jax.random.key(1), x), x).shape == (2, size, size, 1)
+
+
+def test_nearest_neighbour_upsampling_repeats_each_pixel():
+    x = jnp.arange(4.0).reshape(1, 2, 2, 1)
+    np.testing.assert_array_equal(began_models.upsample_nearest(x)[0, :, :, 0],
+                                  [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+
+
+@pytest.fixture(scope="module")
+def tiny_began():
+    config = gan_jax.Config(game="began", batch_size=4, eval_every=0, num_steps=3,
+                            checkpoint_every=1, log_every=1, sample_every=3)
+    return config, gan_jax.build_game(config)
+
+
+def test_at_k_zero_the_discriminator_gradient_does_not_depend_on_the_fakes(tiny_began):
+    config, game = tiny_began
+    state = gan_jax.create_state(config, jax.random.key(0))
+    real = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1), minval=-1, maxval=1)
+
+    def grad(fake, k):
+        def loss(d_params):
+            recon = lambda v: game.discriminator.apply({"params": d_params}, v)  # noqa: E731
+            return began.discriminator_loss(began.reconstruction_loss(real, recon(real)),
+                                            began.reconstruction_loss(fake, recon(fake)), k)
+        return jax.grad(loss)(state.d_params)
+
+    fakes = [jax.random.uniform(jax.random.key(i), (4, 28, 28, 1), minval=-1, maxval=1)
+             for i in (2, 3)]
+    for a, b in zip(jax.tree.leaves(grad(fakes[0], 0.0)), jax.tree.leaves(grad(fakes[1], 0.0))):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(grad(fakes[0], 0.5)),
+                                                     jax.tree.leaves(grad(fakes[1], 0.5))))
+
+
+def test_learning_rate_halves_at_each_boundary_down_to_the_floor():
+    schedule = began.halving_schedule(1e-4, 1000, 2e-5)
+    got = [float(schedule(c)) for c in (0, 999, 1000, 1999, 2000, 3000, 10000)]
+    np.testing.assert_allclose(got, [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2e-5, 2e-5], rtol=1e-6)
+
+
+def test_config_defaults_and_refusals():
+    config = gan_jax.Config(game="began")
+    assert (config.arch, config.objective, config.gamma, config.lambda_k) == (
+        "began", None, 0.5, 0.001)
+    assert config.latent_dim == 64 and config.batch_size == 16
+    with pytest.raises(ValueError, match="objective applies to game"):
+        gan_jax.Config(game="began", objective="wgan")
+    with pytest.raises(ValueError, match="an architecture of game 'classic'"):
+        gan_jax.Config(game="began", arch="thesis")
+    with pytest.raises(ValueError, match="an architecture of game 'began'"):
+        gan_jax.Config(arch="began")
+    with pytest.raises(ValueError, match="gamma applies to game 'began' only"):
+        gan_jax.Config(gamma=0.7)
+    with pytest.raises(ValueError, match="gamma must be in"):
+        gan_jax.Config(game="began", gamma=0.0)
+    with pytest.raises(ValueError, match="lr_floor must be in"):
+        gan_jax.Config(game="began", lr_floor=1.0)
+    with pytest.raises(ValueError, match="conditional applies to game 'classic' only"):
+        gan_jax.Config(game="began", conditional=True)
+
+
+def test_trainer_runs_began_and_resumes_bitwise(tmp_path, tiny_began, tiny_images):
+    config, _ = tiny_began
+    config = config.replace(ema_decay=0.9)
+    full = gan_jax.train(config.replace(workdir=str(tmp_path / "full")), tiny_images)
+    gan_jax.train(config.replace(workdir=str(tmp_path / "cut"), num_steps=1), tiny_images)
+    resumed = gan_jax.train(config.replace(workdir=str(tmp_path / "cut")), tiny_images)
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert int(full.step) == 3 and 0.0 <= float(full.k) <= 1.0
+    rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 3 and all(key in rows[-1] for key in ("k", "m_global", "real_loss"))
+    assert (tmp_path / "full" / "curves.png").exists()
+    images, step = gan_jax.sample_from_workdir(str(tmp_path / "full"), 5)
+    assert images.shape == (5, 28, 28, 1) and step == 3
+    assert images.min() >= -1.0 and images.max() <= 1.0
