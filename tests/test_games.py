@@ -16,7 +16,10 @@ from gan_jax.training import sampling
 
 REFERENCE = Path(__file__).parent / "data" / "default_metrics_reference.jsonl"
 # Made on main before the game abstraction (commit 5431c8f) by training this config on these
-# images with the command-line programs' XLA settings (tests/conftest.py applies them too).
+# images with the command-line programs' XLA settings (tests/conftest.py applies them too), on
+# this project's 2-core x86 machines (AVX-512). XLA:CPU splits convolutions by the number of
+# cores it may use, so float32 results are bitwise only for the same core count and CPU.
+REFERENCE_CORES = 2
 REFERENCE_CONFIG = dict(num_steps=12, batch_size=32, eval_every=0, log_every=4,
                         sample_every=1000, checkpoint_every=1000)
 COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake", "g_d_fake")
@@ -31,6 +34,8 @@ def _column_text(path):
     return [{k: repr(row[k]) for k in ("step",) + COLUMNS} for row in rows]
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) != REFERENCE_CORES,
+                    reason=f"the stored reference was made on {REFERENCE_CORES} cores")
 def test_default_run_metrics_are_byte_identical_to_before_the_refactor(tmp_path):
     config = gan_jax.Config(workdir=str(tmp_path), **REFERENCE_CONFIG)
     assert (config.game, config.objective, config.arch) == ("classic", "nonsaturating", "thesis")
@@ -38,10 +43,12 @@ def test_default_run_metrics_are_byte_identical_to_before_the_refactor(tmp_path)
     assert _column_text(tmp_path / "metrics.jsonl") == _column_text(REFERENCE)
 
 
-def test_ema_does_not_change_the_training_metrics(tmp_path):
-    config = gan_jax.Config(workdir=str(tmp_path), ema_decay=0.99, **REFERENCE_CONFIG)
-    gan_jax.train(config, _reference_images())
-    assert _column_text(tmp_path / "metrics.jsonl") == _column_text(REFERENCE)
+def test_ema_does_not_change_the_training_metrics(tmp_path, tiny_config, tiny_images):
+    for name, decay in (("off", 0.0), ("on", 0.99)):
+        gan_jax.train(tiny_config.replace(workdir=str(tmp_path / name), ema_decay=decay),
+                      tiny_images)
+    assert (_column_text(tmp_path / "on" / "metrics.jsonl")
+            == _column_text(tmp_path / "off" / "metrics.jsonl"))
 
 
 def test_games_are_registered_and_unknown_ones_listed():
@@ -99,7 +106,7 @@ def test_sampling_uses_the_averaged_generator_by_default(ema_run):
     gan = gan_jax.build_gan(config)
     by_hand = gan.generator.apply({"params": state.g_params, "batch_stats": state.g_batch_stats},
                                   z, train=False)
-    np.testing.assert_array_equal(live, by_hand)
+    np.testing.assert_allclose(live, by_hand, atol=1e-6)  # jitted vs not: float32 rounding
     # default = the averaged weights with statistics recomputed for them
     variables = sampling.generator_variables(config.computation(), state, False)
     assert variables["params"] is not None
