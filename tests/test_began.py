@@ -95,7 +95,7 @@ def test_learning_rate_halves_at_each_boundary_down_to_the_floor():
 def test_config_defaults_and_refusals():
     config = gan_jax.Config(game="began")
     assert (config.arch, config.objective, config.gamma, config.lambda_k) == (
-        "began", None, 0.5, 0.001)
+        "began", None, 0.9, 0.01)
     assert config.latent_dim == 64 and config.batch_size == 16
     with pytest.raises(ValueError, match="objective applies to game"):
         gan_jax.Config(game="began", objective="wgan")

@@ -16,8 +16,11 @@ Learning rate: Adam's, halved every ``lr_halve_every`` steps down to ``lr_floor`
 reference code's fixed-step halving with its lower boundary; the paper halves "when M stalls").
 
 Defaults for MNIST on a CPU (the reference's are for 64x64 faces: n = 128, batch 16, lr 8e-5
-halved every 100k of 500k steps): n = 16 filters, h = z = 64, batch 16, Adam(1e-4, 0.5,
-0.999), gamma 0.5, lambda_k 0.001, halving every 1000 steps to 2e-5.
+halved every 100k of 500k steps, gamma 0.5, lambda_k 0.001): n = 16 filters, h = z = 64,
+batch 16, Adam(2e-4, 0.5, 0.999) halved every 1000 steps to 2e-5, gamma 0.9, lambda_k 0.01.
+With the reference's gamma 0.5 and lambda_k 0.001, k stayed at 0 and G at grey noise for the
+first 1000 steps of 3000 (the known MNIST failure); with these, k moves, but G still collapses
+onto "1"s within 3000 steps (docs/began.md).
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from gan_jax.config import Config
 from gan_jax.games import base, ema as ema_lib, priors
 from gan_jax.models import architectures as models
 
-DEFAULTS = {"arch": "began", "latent_dim": 64, "batch_size": 16, "learning_rate": 1e-4,
-            "b1": 0.5, "b2": 0.999, "gamma": 0.5, "lambda_k": 0.001, "lr_halve_every": 1000,
+DEFAULTS = {"arch": "began", "latent_dim": 64, "batch_size": 16, "learning_rate": 2e-4,
+            "b1": 0.5, "b2": 0.999, "gamma": 0.9, "lambda_k": 0.01, "lr_halve_every": 1000,
             "lr_floor": 2e-5}
 
 
