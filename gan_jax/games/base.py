@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Protocol
 
 import jax
+import optax
 
 from gan_jax import data as data_lib
 from gan_jax import registry
@@ -117,10 +118,14 @@ class Game(Protocol):
 class LatentGeneratorGame:
     """Sampling for games whose generator maps z (and labels) to images, ``G(z[, y])``.
 
-    Needs the attributes ``generator`` (a linen module called as ``G(z[, labels], train=)``)
-    and the state fields ``g_params``, ``g_ema_params`` (``{}`` when not averaging) and,
-    where G has BatchNorm, ``g_batch_stats``.
+    Needs the attributes ``generator`` (a linen module called as ``G(z[, labels], train=)``),
+    ``prior`` and ``latent_dim``, and the state fields ``g_params``, ``g_ema_params`` (``{}``
+    when not averaging) and, where G has BatchNorm, ``g_batch_stats``.
     """
+
+    def sample_z(self, key: jax.Array, num: int) -> jax.Array:
+        """``[num, latent_dim]`` draws from the prior."""
+        return self.prior(key, (num, self.latent_dim))
 
     def generator_variables(self, state: Any, live: bool = False) -> dict:
         """G's inference variables: the averaged weights (when the game keeps them) unless
@@ -145,6 +150,13 @@ class LatentGeneratorGame:
         """G(z) (or G(z, y)) in inference mode: ``z [N, latent_dim]`` -> ``[N, H, W, C]``."""
         inputs = (z,) if labels is None else (z, labels)
         return self.generator.apply(variables, *inputs, train=False)
+
+
+def descend(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any,
+            params: Any) -> tuple[Any, Any]:
+    """One optimiser step: (new params, new optimiser state)."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 # name -> builder(config, learning_rate) -> Game; ``--game`` picks one.

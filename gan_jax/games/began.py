@@ -114,9 +114,6 @@ class BEGAN(base.LatentGeneratorGame):
     progress = (("d_loss", "d_loss"), ("g_loss", "g_loss"), ("k", "k"),
                 ("m_global", "M_global"))
 
-    def sample_z(self, key: jax.Array, num: int) -> jax.Array:
-        return self.prior(key, (num, self.latent_dim))
-
     def sample_labels(self, key: jax.Array, num: int) -> None:
         return None
 
@@ -149,11 +146,6 @@ def _reconstruct(game: BEGAN, d_params: Any, images: jax.Array) -> jax.Array:
     return game.discriminator.apply({"params": d_params}, images)
 
 
-def _descend(optimizer, grads, opt_state, params):
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-
 def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Batches
                ) -> tuple[BEGANState, base.Metrics]:
     """One BEGAN iteration (module docstring). Metrics: ``d_loss``, ``g_loss``, ``real_loss``
@@ -171,8 +163,8 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
 
     (d_loss, (real_loss, d_fake_loss)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(state.d_params)
-    d_params, d_opt_state = _descend(game.d_optimizer, d_grads, state.d_opt_state,
-                                     state.d_params)
+    d_params, d_opt_state = base.descend(game.d_optimizer, d_grads, state.d_opt_state,
+                                         state.d_params)
     z = batches.shard(game.sample_z(g_key, batches.batch_size))
 
     def g_loss_fn(g_params):
@@ -180,8 +172,8 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
         return reconstruction_loss(fake, _reconstruct(game, d_params, fake))
 
     g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g_params)
-    g_params, g_opt_state = _descend(game.g_optimizer, g_grads, state.g_opt_state,
-                                     state.g_params)
+    g_params, g_opt_state = base.descend(game.g_optimizer, g_grads, state.g_opt_state,
+                                         state.g_params)
     k = update_k(state.k, real_loss, g_loss, game.gamma, game.lambda_k)
     g_ema_params = state.g_ema_params
     if game.ema is not None:

@@ -68,10 +68,6 @@ class GAN(base.LatentGeneratorGame):
     wgan_warmup: bool = False
     ema: Optional[ema_lib.GeneratorEMA] = None  # generator averaging; None: off
 
-    def sample_z(self, key: jax.Array, num: int) -> jax.Array:
-        """``[num, latent_dim]`` draws from the prior."""
-        return self.prior(key, (num, self.latent_dim))
-
     def sample_labels(self, key: jax.Array, num: int) -> Optional[jax.Array]:
         """``[num]`` uniform class labels for a conditional pair; None for an unconditional one."""
         if self.num_classes is None:

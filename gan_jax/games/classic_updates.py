@@ -21,10 +21,9 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from gan_jax.games import losses
-from gan_jax.games.base import Batches, Metrics
+from gan_jax.games.base import Batches, Metrics, descend
 from gan_jax.games.classic import GAN, GANState
 
 def _apply(module, params, batch_stats, x, dropout_key=None, labels=None):
@@ -53,11 +52,6 @@ def _shard_batch(x: jax.Array, batch_sharding: Optional[jax.sharding.Sharding]) 
     if batch_sharding is None:
         return x
     return jax.lax.with_sharding_constraint(x, batch_sharding)
-
-
-def _optimizer_step(optimizer, grads, opt_state, params):
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
 
 
 def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Array,
@@ -104,8 +98,8 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
 
     (loss, (d_stats, real_logits, fake_logits, aux)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.d_params)
-    d_params, d_opt_state = _optimizer_step(gan.d_optimizer, grads, state.d_opt_state,
-                                            state.d_params)
+    d_params, d_opt_state = descend(gan.d_optimizer, grads, state.d_opt_state,
+                                    state.d_params)
     if objective.weight_clipping:
         d_params = losses.clip_params(d_params, gan.clip)
     state = state.replace(d_params=d_params, d_batch_stats=d_stats, d_opt_state=d_opt_state,
@@ -148,8 +142,8 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
 
     (loss, (g_stats, fake_logits)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.g_params)
-    g_params, g_opt_state = _optimizer_step(gan.g_optimizer, grads, state.g_opt_state,
-                                            state.g_params)
+    g_params, g_opt_state = descend(gan.g_optimizer, grads, state.g_opt_state,
+                                    state.g_params)
     state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
     if gan.ema is not None:
         # The average follows G's own updates; ``state.step`` (not yet incremented) is the
