@@ -1,6 +1,10 @@
 """Shared fixtures. Compiles are the cost of this suite: tests share one tiny configuration
 (``TINY``, batch 8) so the train step compiles once per objective/k and is reused."""
 
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -9,6 +13,16 @@ from gan_jax import xla_config
 # The command-line programs' XLA settings (experiments/__init__.py), applied before JAX starts
 # its backend: in-process results then match the programs' to the bit whatever the test order.
 xla_config.use_fast_cpu_convolutions()
+
+# One persistent compilation cache for the session, set before JAX is imported and inherited by
+# the command-line programs the tests start: a computation compiled once (a train step built
+# again, or the same step in a restarted subprocess) is then loaded, not compiled again. A cached
+# executable is the compiled code itself, so results are bitwise those of a fresh compile.
+_CACHE_DIR = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _CACHE_DIR = tempfile.mkdtemp(prefix="gan_jax_test_jit_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE_DIR
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 from gan_jax.config import Config  # noqa: E402
 from tests.helpers import write_mnist_dir
@@ -32,3 +46,8 @@ def tiny_images():
 def mnist_dir(tmp_path_factory):
     """A folder with the four MNIST IDX files holding 64 train / 16 test random images."""
     return write_mnist_dir(tmp_path_factory.mktemp("mnist"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _CACHE_DIR is not None:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
