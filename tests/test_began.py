@@ -48,9 +48,12 @@ def test_networks_keep_one_channel_at_28_and_32(size, stages, bottleneck):
     d = began_models.BEGANDiscriminator(hidden=8, bottleneck=bottleneck, stages=stages,
                                         filters=4, channels=1)
     z = jnp.zeros((2, 8))
-    x = g.apply(g.init(jax.random.key(0), z), z)
+    # Shapes only: jax.eval_shape traces the networks without compiling a convolution.
+    g_vars = jax.eval_shape(g.init, jax.random.key(0), z)
+    x = jax.eval_shape(g.apply, g_vars, z)
     assert x.shape == (2, size, size, 1)
-    assert d.apply(d.init(jax.random.key(1), x), x).shape == (2, size, size, 1)
+    d_vars = jax.eval_shape(d.init, jax.random.key(1), x)
+    assert jax.eval_shape(d.apply, d_vars, x).shape == (2, size, size, 1)
 
 
 def test_nearest_neighbour_upsampling_repeats_each_pixel():
@@ -71,6 +74,7 @@ def test_at_k_zero_the_discriminator_gradient_does_not_depend_on_the_fakes(tiny_
     state = gan_jax.create_state(config, jax.random.key(0))
     real = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1), minval=-1, maxval=1)
 
+    @jax.jit
     def grad(fake, k):
         def loss(d_params):
             recon = lambda v: game.discriminator.apply({"params": d_params}, v)  # noqa: E731
@@ -84,6 +88,22 @@ def test_at_k_zero_the_discriminator_gradient_does_not_depend_on_the_fakes(tiny_
         np.testing.assert_array_equal(a, b)
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(grad(fakes[0], 0.5)),
                                                      jax.tree.leaves(grad(fakes[1], 0.5))))
+
+
+def test_step_measures_the_balance_under_one_discriminator(tiny_began, tiny_images):
+    # k_{t+1} and M_global come from D's pass (L(x), L(G(z_D)) under the same D), not from G's
+    # loss under the just-updated D, which D's step biases up (and k towards 0).
+    config, game = tiny_began
+    state = gan_jax.create_state(config, jax.random.key(0)).replace(k=jnp.float32(0.5))
+    batches = gan_jax.games.Batches(jnp.asarray(tiny_images), None, jax.random.key(1), 4)
+    new, metrics = jax.jit(lambda s: game.train_step(s, jax.random.key(2), batches))(state)
+    real, fake = metrics["real_loss"], metrics["fake_loss"]
+    assert float(new.k) == float(began.update_k(jnp.float32(0.5), real, fake, config.gamma,
+                                                config.lambda_k))
+    assert float(metrics["m_global"]) == float(began.convergence_measure(real, fake,
+                                                                         config.gamma))
+    assert float(metrics["k"]) == float(new.k) and float(new.k) != 0.5
+    assert float(metrics["d_loss"]) == pytest.approx(float(real - 0.5 * fake), rel=1e-6)
 
 
 def test_learning_rate_halves_at_each_boundary_down_to_the_floor():

@@ -174,7 +174,10 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
     g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g_params)
     g_params, g_opt_state = base.descend(game.g_optimizer, g_grads, state.g_opt_state,
                                          state.g_params)
-    k = update_k(state.k, real_loss, g_loss, game.gamma, game.lambda_k)
+    # The balance is measured under ONE discriminator (D's pass: L(x) and L(G(z_D)) before its
+    # update), as in the paper's simultaneous update; G's L(G(z_G)) under the updated D would
+    # bias it low (D's step has just lowered L(x) and raised L(G(z))) and pin k at 0.
+    k = update_k(state.k, real_loss, d_fake_loss, game.gamma, game.lambda_k)
     g_ema_params = state.g_ema_params
     if game.ema is not None:
         g_ema_params = game.ema.update(g_ema_params, g_params, state.step)
@@ -183,7 +186,7 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
                           g_ema_params=g_ema_params)
     return state, {"d_loss": d_loss, "g_loss": g_loss, "real_loss": real_loss,
                    "fake_loss": d_fake_loss, "k": k,
-                   "m_global": convergence_measure(real_loss, g_loss, game.gamma)}
+                   "m_global": convergence_measure(real_loss, d_fake_loss, game.gamma)}
 
 
 def build_began(config: Config, learning_rate: Optional[Any] = None) -> BEGAN:
