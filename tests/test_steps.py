@@ -217,9 +217,11 @@ def test_wgan_gp_step_logs_the_penalty(tiny_config, tiny_images):
 
 
 def test_wgan_gp_critic_has_no_batchnorm():
-    from gan_jax.games import count_params
+    from gan_jax.games import abstract_state, count_params
     for arch in ("dcgan", "dcgan64"):
-        normal, critic = _fresh(Config(arch=arch)), _fresh(Config(arch=arch, objective="wgan-gp"))
+        # Shapes only (no initialisation compiled): the state's abstract layout.
+        normal = abstract_state(Config(arch=arch))
+        critic = abstract_state(Config(arch=arch, objective="wgan-gp"))
         assert normal.d_batch_stats and not critic.d_batch_stats
         # LayerNorm has a scale and a bias per channel, like BatchNorm: same parameter count.
         assert count_params(critic.d_params) == count_params(normal.d_params)

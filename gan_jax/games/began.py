@@ -3,14 +3,15 @@
 D is an autoencoder scored by its per-pixel L1 reconstruction error L(v) = mean |v - D(v)|:
 
   L_D = L(x) - k_t L(G(z_D)),        L_G = L(G(z_G)),
-  k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z_G))), 0, 1),  k_0 = 0,
-  M_global = L(x) + |gamma L(x) - L(G(z_G))|   (the convergence measure).
+  k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1),  k_0 = 0,
+  M_global = L(x) + |gamma L(x) - L(G(z))|   (the convergence measure).
 
 One iteration (:func:`began_step`): one real minibatch and a fresh z_D update D; a fresh z_G
 updates G against the *updated* D (the paper's separate z_D and z_G; the reference code updates
-both networks at once from one z); then k is updated from L(x) of D's pass and L(G(z_G)) of
-G's pass, as in the paper's Algorithm. k_t lives in the state, so it is checkpointed and
-resumed bitwise with the rest.
+both networks at once from one z); then k is updated from L(x) and L(G(z_D)) of D's pass, so
+the balance compares reals and fakes under one discriminator, as the paper's simultaneous
+update does (L(G(z_G)) under the updated D is biased high by D's step). k_t lives in the
+state, so it is checkpointed and resumed bitwise with the rest.
 
 Learning rate: Adam's, halved every ``lr_halve_every`` steps down to ``lr_floor`` (the
 reference code's fixed-step halving with its lower boundary; the paper halves "when M stalls").
@@ -19,8 +20,8 @@ Defaults for MNIST on a CPU (the reference's are for 64x64 faces: n = 128, batch
 halved every 100k of 500k steps, gamma 0.5, lambda_k 0.001): n = 16 filters, h = z = 64,
 batch 16, Adam(2e-4, 0.5, 0.999) halved every 1000 steps to 2e-5, gamma 0.9, lambda_k 0.01.
 With the reference's gamma 0.5 and lambda_k 0.001, k stayed at 0 and G at grey noise for the
-first 1000 steps of 3000 (the known MNIST failure); with these, k moves, but G still collapses
-onto "1"s within 3000 steps (docs/began.md).
+first 1000 steps of 3000 (the known MNIST failure); with these, k moves (to ~0.1), but G still
+collapses onto "1"s within 3000 steps (docs/began.md).
 """
 
 from __future__ import annotations
