@@ -178,6 +178,13 @@ def test_register_architecture_trains_through_the_library(monkeypatch):
                            state.d_params["Dense_0"]["kernel"])
 
 
+def _jit_init(module, seed, input_shape):
+    """``module.init`` in inference mode, jitted: one compile per network instead of op-by-op
+    dispatch (the same variables)."""
+    return jax.jit(functools.partial(module.init, train=False))(jax.random.key(seed),
+                                                                jnp.zeros(input_shape))
+
+
 @pytest.mark.parametrize("name,latent,g_count,d_count,g_stats,d_stats,shape", [
     # PyTorch DCGAN tutorial at 64x64x3: the well-known 3,576,704 / 2,765,568.
     ("dcgan64", 100, 3_576_704, 2_765_568, 2 * 960, 2 * 896, (64, 64, 3)),
@@ -195,11 +202,8 @@ def test_registered_architectures(name, latent, g_count, d_count, g_stats, d_sta
     arch = models.get_architecture(name)
     assert arch.image_shape == shape
     g, d = arch.generator(), arch.discriminator()
-    # Jitted: one compile per network instead of op-by-op dispatch (the same numbers).
-    g_vars = jax.jit(functools.partial(g.init, train=False))(jax.random.key(0),
-                                                             jnp.zeros((2, latent)))
-    d_vars = jax.jit(functools.partial(d.init, train=False))(jax.random.key(1),
-                                                             jnp.zeros((2, *shape)))
+    g_vars = _jit_init(g, 0, (2, latent))
+    d_vars = _jit_init(d, 1, (2, *shape))
     assert count_params(g_vars["params"]) == g_count
     assert count_params(d_vars["params"]) == d_count
     assert count_params(g_vars.get("batch_stats", {})) == g_stats
@@ -216,9 +220,7 @@ def test_registered_architectures(name, latent, g_count, d_count, g_stats, d_sta
 
 
 def test_dcgan_initialisation_follows_radford():
-    g = models.get_architecture("dcgan64").generator()
-    g_vars = jax.jit(functools.partial(g.init, train=False))(jax.random.key(0),
-                                                             jnp.zeros((2, 100)))
+    g_vars = _jit_init(models.get_architecture("dcgan64").generator(), 0, (2, 100))
     kernel = g_vars["params"]["ConvTranspose_0"]["kernel"]
     assert abs(float(jnp.std(kernel)) - 0.02) < 0.001 and abs(float(jnp.mean(kernel))) < 0.001
     scale = g_vars["params"]["BatchNorm_1"]["scale"]
