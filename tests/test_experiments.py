@@ -61,9 +61,21 @@ def test_missing_data_names_the_file(tmp_path):
     assert "train-labels-idx1-ubyte.gz" in result.stderr or "train-images-idx3-ubyte.gz" in result.stderr
 
 
-def test_train_then_sample_cli(mnist_dir, tmp_path, tiny_config):
-    workdir = tmp_path / "run"
-    result = _run("experiments.mnist", *_tiny_flags(workdir, mnist_dir))
+KILL_RUN_STEPS = 10  # the SIGKILL test's run: every step checkpointed
+
+
+@pytest.fixture(scope="module")
+def cli_run(mnist_dir, tmp_path_factory):
+    """One uninterrupted ``experiments.mnist`` run of the tiny config (10 steps, a checkpoint
+    at every step): the CLI run sampled below and the SIGKILL test's reference."""
+    workdir = tmp_path_factory.mktemp("cli") / "run"
+    result = _run("experiments.mnist", *_tiny_flags(workdir, mnist_dir, num_steps=KILL_RUN_STEPS,
+                                                    checkpoint_every=1))
+    return workdir, result
+
+
+def test_train_then_sample_cli(cli_run, tmp_path):
+    workdir, result = cli_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert "steps/s" in result.stderr and "ETA" in result.stderr
     out, npz = tmp_path / "grid.png", tmp_path / "s.npz"
@@ -82,13 +94,15 @@ def test_train_then_sample_cli(mnist_dir, tmp_path, tiny_config):
     assert missing.returncode == 1 and "nowhere/config.json" in missing.stderr
 
 
-def test_sigkill_at_any_moment_then_restart_ends_identical(mnist_dir, tmp_path, tiny_config):
-    """Kill -9 repeatedly (mostly mid-checkpoint: every step is saved), restart, compare bits."""
-    num_steps = 10
+def test_sigkill_at_any_moment_then_restart_ends_identical(cli_run, mnist_dir, tmp_path,
+                                                            tiny_config):
+    """Kill -9 repeatedly (mostly mid-checkpoint: every step is saved), restart, compare bits
+    with the uninterrupted run of the same flags."""
+    num_steps = KILL_RUN_STEPS
     flags = lambda w: _tiny_flags(w, mnist_dir, num_steps=num_steps, checkpoint_every=1)  # noqa
     config = tiny_config.replace(num_steps=num_steps)
-    ref_dir = tmp_path / "reference"
-    assert _run("experiments.mnist", *flags(ref_dir)).returncode == 0
+    ref_dir, result = cli_run
+    assert result.returncode == 0, result.stderr[-3000:]
     ref_step, ref_state = _final_state(ref_dir, config)
     assert ref_step == num_steps
 
@@ -106,7 +120,7 @@ def test_sigkill_at_any_moment_then_restart_ends_identical(mnist_dir, tmp_path, 
             if now - before:
                 break
             time.sleep(0.01)
-        if attempt < 4 and proc.poll() is None:
+        if attempt < 3 and proc.poll() is None:
             time.sleep(rng.uniform(0.0, 0.4))
             proc.send_signal(signal.SIGKILL)
             proc.wait()

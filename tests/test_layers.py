@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from gan_jax.models import layers
+from tests.helpers import normal
+
 
 
 @pytest.mark.parametrize("kernel,stride,padding,hw,cin,cout", [
@@ -16,9 +18,8 @@ from gan_jax.models import layers
     (3, 1, 1, 5, 2, 2),    # stride 1 'same'
 ])
 def test_matches_flax_conv_transpose(kernel, stride, padding, hw, cin, cout):
-    kx, kk, kg = jax.random.split(jax.random.key(0), 3)
-    x = jax.random.normal(kx, (2, hw, hw, cin))
-    flax_kernel = jax.random.normal(kk, (kernel, kernel, cin, cout))
+    x = normal(0, (2, hw, hw, cin))
+    flax_kernel = normal(1, (kernel, kernel, cin, cout))
     pad = kernel - 1 - padding
     plain = nn.ConvTranspose(cout, (kernel, kernel), (stride, stride), padding=((pad, pad),) * 2,
                              use_bias=False)
@@ -34,7 +35,7 @@ def test_matches_flax_conv_transpose(kernel, stride, padding, hw, cin, cout):
     assert y_fast.shape == y_plain.shape == (2, expected_hw, expected_hw, cout)
     np.testing.assert_allclose(y_fast, y_plain, rtol=1e-5, atol=1e-5)
 
-    cot = jax.random.normal(kg, y_plain.shape)
+    cot = normal(2, y_plain.shape)
     grads_plain = jax.grad(lambda x, k: jnp.sum(f_plain(x, k) * cot), (0, 1))(x, flax_kernel)
     grads_fast = jax.grad(lambda x, k: jnp.sum(f_fast(x, k) * cot), (0, 1))(x, flax_kernel)
     for gp, gf in zip(grads_plain, grads_fast):
@@ -43,10 +44,7 @@ def test_matches_flax_conv_transpose(kernel, stride, padding, hw, cin, cout):
 
 def test_is_the_adjoint_of_the_strided_convolution():
     # <A^T x, y> == <x, A y> for the strided conv A: the defining property of ConvTranspose2d.
-    kx, ky, kk = jax.random.split(jax.random.key(1), 3)
-    x = jax.random.normal(kx, (1, 7, 7, 4), jnp.float32)
-    y = jax.random.normal(ky, (1, 14, 14, 3), jnp.float32)
-    k = jax.random.normal(kk, (4, 4, 3, 4), jnp.float32)
+    x, y, k = normal(3, (1, 7, 7, 4)), normal(4, (1, 14, 14, 3)), normal(5, (4, 4, 3, 4))
     lhs = jnp.vdot(layers.conv_transpose(x, k, 2, 1), y)
     rhs = jnp.vdot(x, layers._strided_conv(y, k, 2, 1))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-5)
@@ -73,16 +71,15 @@ def _dilated_transpose(x, kernel, stride, padding):
 def test_subpixel_equals_dilated_transpose(hw, cin, cout):
     """The k=4, s=2, p=1 sub-pixel form (four phase convolutions, interleaved) against XLA's
     input-dilated transposed convolution, and the layer's gradients through it."""
-    kx, kk, kg = jax.random.split(jax.random.key(7), 3)
-    x = jax.random.normal(kx, (2, hw, hw, cin))
-    kernel = jax.random.normal(kk, (4, 4, cout, cin))
+    x = normal(70, (2, hw, hw, cin))
+    kernel = normal(71, (4, 4, cout, cin))
     assert layers._subpixel_applies(kernel.shape, 2, 1, cout)
     y = layers.conv_transpose_subpixel(x, kernel)
     assert y.shape == (2, 2 * hw, 2 * hw, cout)
     np.testing.assert_allclose(y, _dilated_transpose(x, kernel, 2, 1), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(layers.conv_transpose(x, kernel, 2, 1), y, rtol=0, atol=0)
 
-    cot = jax.random.normal(kg, y.shape)
+    cot = normal(72, y.shape)
     fast = jax.grad(lambda x, k: jnp.sum(layers.conv_transpose(x, k, 2, 1) * cot), (0, 1))
     ref = jax.grad(lambda x, k: jnp.sum(_dilated_transpose(x, k, 2, 1) * cot), (0, 1))
     for a, b in zip(fast(x, kernel), ref(x, kernel)):
@@ -103,13 +100,12 @@ def test_col2im_transposed_equals_dilated_transpose(hw, cin, cout):
     """The image layers' col2im form (one matmul, then each output phase's four shifted tap
     patches added) against XLA's input-dilated transposed convolution, and the layer's
     gradients through it."""
-    kx, kk, kg = jax.random.split(jax.random.key(8), 3)
-    x = jax.random.normal(kx, (2, hw, hw, cin))
-    kernel = jax.random.normal(kk, (4, 4, cout, cin))
+    x = normal(80, (2, hw, hw, cin))
+    kernel = normal(81, (4, 4, cout, cin))
     assert layers._col2im_transposed_applies(kernel.shape, 2, 1, cout)
     np.testing.assert_allclose(layers.conv_transpose_col2im(x, kernel),
                                _dilated_transpose(x, kernel, 2, 1), rtol=1e-5, atol=1e-5)
-    cot = jax.random.normal(kg, (2, 2 * hw, 2 * hw, cout))
+    cot = normal(82, (2, 2 * hw, 2 * hw, cout))
     fast = jax.grad(lambda x, k: jnp.sum(layers.conv_transpose(x, k, 2, 1) * cot), (0, 1))
     ref = jax.grad(lambda x, k: jnp.sum(_dilated_transpose(x, k, 2, 1) * cot), (0, 1))
     for a, b in zip(fast(x, kernel), ref(x, kernel)):
@@ -149,7 +145,7 @@ def test_subpixel_only_where_it_is_faster():
 def test_conv_matches_flax_conv(hw, kernel, stride, padding, cin, features):
     """layers.Conv is nn.Conv: same parameter paths and initial values, same output, and the
     same gradients (input gradient to float32 tolerance, weight gradient bit for bit)."""
-    x = jax.random.normal(jax.random.key(3), (2, hw, hw, cin))
+    x = normal(30, (2, hw, hw, cin))
     fast = layers.Conv(features, kernel, stride, padding, use_bias=True)
     plain = nn.Conv(features, (kernel, kernel), (stride, stride),
                     padding=((padding, padding), (padding, padding)))
@@ -162,7 +158,7 @@ def test_conv_matches_flax_conv(hw, kernel, stride, padding, cin, features):
     y = fast.apply(variables, x)
     np.testing.assert_array_equal(y, plain.apply(variables, x))
 
-    cot = jax.random.normal(jax.random.key(5), y.shape)
+    cot = normal(31, y.shape)
     g_fast = jax.grad(lambda v, x: jnp.sum(fast.apply(v, x) * cot), (0, 1))(variables, x)
     g_plain = jax.grad(lambda v, x: jnp.sum(plain.apply(v, x) * cot), (0, 1))(variables, x)
     np.testing.assert_allclose(g_fast[1], g_plain[1], rtol=1e-4, atol=1e-4)

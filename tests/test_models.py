@@ -10,6 +10,9 @@ import pytest
 
 from gan_jax.models import layers, architectures as models
 from gan_jax.games import count_params
+from tests.helpers import normal, uniform
+
+
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def test_thesis_layer_shapes(thesis):
 
 def test_thesis_outputs(thesis):
     g, d, g_vars, d_vars = thesis
-    z = jax.random.uniform(jax.random.key(2), (5, 96), minval=-1, maxval=1)
+    z = uniform(2, (5, 96))
     images, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
     assert images.shape == (5, 28, 28, 1)
     assert float(jnp.max(jnp.abs(images))) <= 1.0  # tanh output
@@ -59,9 +62,9 @@ def test_thesis_outputs(thesis):
 
 
 def test_max_pool_matches_flax():
-    x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
+    x = normal(0, (2, 8, 6, 3))
     np.testing.assert_array_equal(models.max_pool_2x2(x), nn.max_pool(x, (2, 2), (2, 2)))
-    g = jax.random.normal(jax.random.key(1), (2, 4, 3, 3))
+    g = normal(1, (2, 4, 3, 3))
     ga = jax.grad(lambda x: jnp.sum(models.max_pool_2x2(x) * g))(x)
     gb = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (2, 2), (2, 2)) * g))(x)
     np.testing.assert_array_equal(ga, gb)
@@ -81,7 +84,7 @@ def test_fast_generator_equals_plain_flax_generator(thesis):
     np.testing.assert_array_equal(
         layers.flax_kernel_to_transpose_kernel(plain_params["ConvTranspose_0"]["kernel"]),
         g_vars["params"]["ConvTranspose_0"]["kernel"])
-    z = jax.random.uniform(jax.random.key(3), (4, 96), minval=-1, maxval=1)
+    z = uniform(3, (4, 96))
 
     def run(module, params):
         def loss(p):
@@ -115,7 +118,7 @@ def test_plain_discriminator_equals_fast_discriminator(thesis):
     update sees)."""
     _, d, _, d_vars = thesis
     plain = models.ThesisDiscriminator(plain=True)
-    x = jax.random.normal(jax.random.key(4), (3, 28, 28, 1))
+    x = normal(4, (3, 28, 28, 1))
 
     def run(module):
         return jax.value_and_grad(
@@ -199,24 +202,33 @@ def _jit_init(module, seed, input_shape):
     ("thesis_plain", 96, 6_675_009, 1_102_721, 2 * (1024 + 6272 + 64), 0, (28, 28, 1)),
 ])
 def test_registered_architectures(name, latent, g_count, d_count, g_stats, d_stats, shape):
+    """Parameter counts, shapes and G's tanh output, traced (jax.eval_shape, make_jaxpr):
+    nothing is compiled, so the five architectures cost seconds, not a minute (their values
+    are checked by the tests below and by training)."""
     arch = models.get_architecture(name)
     assert arch.image_shape == shape
     g, d = arch.generator(), arch.discriminator()
-    g_vars = _jit_init(g, 0, (2, latent))
-    d_vars = _jit_init(d, 1, (2, *shape))
+    init = lambda m, x: jax.eval_shape(functools.partial(m.init, train=False),  # noqa: E731
+                                       jax.random.key(0), x)
+    g_vars, d_vars = init(g, jnp.zeros((2, latent))), init(d, jnp.zeros((2, *shape)))
     assert count_params(g_vars["params"]) == g_count
     assert count_params(d_vars["params"]) == d_count
     assert count_params(g_vars.get("batch_stats", {})) == g_stats
     assert count_params(d_vars.get("batch_stats", {})) == d_stats
 
-    @jax.jit
     def forward(g_vars, d_vars, z):
         images = g.apply(g_vars, z, train=False)
         return images, d.apply(d_vars, images, train=False)
 
-    images, logits = forward(g_vars, d_vars, jnp.ones((3, latent)))
-    assert images.shape == (3, *shape) and float(jnp.max(jnp.abs(images))) <= 1.0
-    assert logits.shape == (3,)
+    images, logits = jax.eval_shape(forward, g_vars, d_vars, jnp.ones((3, latent)))
+    assert images.shape == (3, *shape) and logits.shape == (3,)
+    # G's images come out of a tanh (then at most reshaped), so they lie in [-1, 1].
+    jaxpr = jax.make_jaxpr(lambda v, z: g.apply(v, z, train=False))(g_vars, jnp.ones((3, latent)))
+    producer = {out: eqn for eqn in jaxpr.eqns for out in eqn.outvars}
+    eqn = producer[jaxpr.jaxpr.outvars[0]]
+    while eqn.primitive.name == "reshape":
+        eqn = producer[eqn.invars[0]]
+    assert eqn.primitive.name == "tanh"
 
 
 def test_dcgan_initialisation_follows_radford():
@@ -237,7 +249,7 @@ def test_goodfellow_mlp_counts_and_dropout():
     assert count_params(g_vars["params"]) == 2_503_984
     # maxout 784 -> 240x5, 240 -> 240x5, 240 -> 1
     assert count_params(d_vars["params"]) == 784 * 1200 + 1200 + 240 * 1200 + 1200 + 241
-    x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
+    x = normal(2, (4, 28, 28, 1))
     # Inference is deterministic; training needs and uses the 'dropout' stream.
     np.testing.assert_array_equal(d.apply(d_vars, x, train=False), d.apply(d_vars, x, train=False))
     a = d.apply(d_vars, x, train=True, rngs={"dropout": jax.random.key(3)})
@@ -246,7 +258,7 @@ def test_goodfellow_mlp_counts_and_dropout():
     # Maxout: max over the 5 pieces of each unit.
     m = mlp_models.Maxout(units=2, pieces=3)
     mv = m.init(jax.random.key(5), jnp.zeros((1, 4)))
-    y = jax.random.normal(jax.random.key(6), (3, 4))
+    y = normal(6, (3, 4))
     pre = y @ mv["params"]["Dense_0"]["kernel"] + mv["params"]["Dense_0"]["bias"]
     np.testing.assert_allclose(m.apply(mv, y), pre.reshape(3, 2, 3).max(-1), rtol=1e-6)
 
@@ -258,7 +270,7 @@ def test_d_activation_relu_vs_leaky_relu(arch, slope):
     leaky = models.discriminator_for(a, d_activation="leaky_relu")
     relu = models.discriminator_for(a, d_activation="relu")
     assert leaky.negative_slope == slope and relu.negative_slope == 0.0
-    x = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
+    x = normal(0, (3, 28, 28, 1))
     variables = leaky.init(jax.random.key(1), x, train=False)
     assert jax.tree.structure(relu.init(jax.random.key(1), x, train=False)) == jax.tree.structure(variables)
     out_leaky = leaky.apply(variables, x, train=False)
@@ -276,7 +288,7 @@ def test_dcgan_dropout_variant():
     plain = models.discriminator_for(a)
     dropped = models.discriminator_for(a, d_dropout=0.4)
     assert plain.dropout == 0.0 and dropped.dropout == 0.4
-    x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
+    x = normal(0, (4, 28, 28, 1))
     variables = plain.init(jax.random.key(1), x, train=False)
     # Same parameters; dropout adds none.
     assert jax.tree.structure(dropped.init(jax.random.key(1), x, train=False)) == \

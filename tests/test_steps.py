@@ -53,22 +53,30 @@ def test_every_part_of_the_state_moves(stepped):
 def test_step_is_d_update_then_g_update_against_the_updated_d(tiny_config, tiny_images):
     """Recompose the step by hand from its documented pieces; G must see the *new* D.
 
-    Both sides run eagerly (op by op), so they must agree bit for bit. (Adam's first update is
-    ~lr * sign(grad), which amplifies float noise: jit-vs-eager would need a loose tolerance.)
+    Both sides are jitted whole (the same operations in the same order, so the same compiled
+    arithmetic), and must agree bit for bit. (Jitted against eager would need a loose
+    tolerance: Adam's first update is ~lr * sign(grad), which amplifies float noise.)
     """
     gan = build_gan(tiny_config)
-    after, _ = steps.train_step_fn(tiny_config, _fresh(tiny_config), KEY, jnp.asarray(tiny_images))
-    state = _fresh(tiny_config)
-    data_key, noise_key = jax.random.split(KEY)
-    d_key, g_key = jax.random.split(jax.random.fold_in(noise_key, 0), 2)
-    real = jnp.asarray(tiny_images)[data_lib.batch_indices(data_key, 0, 64, tiny_config.batch_size)]
-    s1, _ = classic_updates.discriminator_update(gan, state, real, d_key)
-    s2, _ = classic_updates.generator_update(gan, s1, tiny_config.batch_size, g_key)
+    images = jnp.asarray(tiny_images)
+    after, _ = jax.jit(lambda s: steps.train_step_fn(tiny_config, s, KEY, images))(
+        _fresh(tiny_config))
+
+    @jax.jit
+    def by_hand(state):
+        data_key, noise_key = jax.random.split(KEY)
+        d_key, g_key = jax.random.split(jax.random.fold_in(noise_key, 0), 2)
+        real = images[data_lib.batch_indices(data_key, 0, 64, tiny_config.batch_size)]
+        s1, _ = classic_updates.discriminator_update(gan, state, real, d_key)
+        s2, _ = classic_updates.generator_update(gan, s1, tiny_config.batch_size, g_key)
+        # The same G update against the stale D: different generator parameters, so the
+        # comparison below really pins the order.
+        stale, _ = classic_updates.generator_update(gan, s1.replace(d_params=state.d_params),
+                                                    tiny_config.batch_size, g_key)
+        return s2, stale
+
+    s2, stale = by_hand(_fresh(tiny_config))
     assert tree_equal(after.replace(step=s2.step), s2)
-    # The same G update against the stale D gives different generator parameters, so the
-    # comparison above really pins the order.
-    stale, _ = classic_updates.generator_update(gan, s1.replace(d_params=state.d_params),
-                                      tiny_config.batch_size, g_key)
     diff = jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), stale.g_params, s2.g_params)
     assert max(jax.tree_util.tree_leaves(diff)) > 1e-4
 
