@@ -21,7 +21,8 @@ halved every 100k of 500k steps, gamma 0.5, lambda_k 0.001): n = 16 filters, h =
 batch 16, Adam(2e-4, 0.5, 0.999) halved every 1000 steps to 2e-5, gamma 0.9, lambda_k 0.01.
 With the reference's gamma 0.5 and lambda_k 0.001, k stayed at 0 and G at grey noise for the
 first 1000 steps of 3000 (the known MNIST failure); with these, k moves (to ~0.1), but G still
-collapses onto "1"s within 3000 steps (docs/began.md).
+collapses onto "1"s within 3000 steps. gamma may exceed the paper's [0, 1]: at 2.0, 7500 steps
+(15 minutes) give diverse strokes (FD 620 against 1493) but not yet digits (docs/began.md).
 """
 
 from __future__ import annotations
