@@ -204,7 +204,7 @@ class Config:
             raise ValueError(f"ema_decay must be in [0, 1) (0 turns averaging off), got "
                              f"{self.ema_decay}")
         # gamma > 1 is allowed: on MNIST, L1 reconstruction error grows with a digit's ink, so
-        # a G of easy thin "1"s meets any gamma <= 1 with k near 0 (docs/began.md).
+        # a G of easy thin "1"s meets gamma <= 1 at a small k (~0.07; docs/began.md).
         if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0.0):
             raise ValueError(f"gamma must be a finite number > 0, got {self.gamma}")
         if self.lambda_k is not None and not self.lambda_k >= 0.0:

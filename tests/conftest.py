@@ -5,7 +5,6 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
 import pytest
 
 from gan_jax import xla_config
@@ -25,7 +24,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 from gan_jax.config import Config  # noqa: E402
-from tests.helpers import write_mnist_dir
+from tests.helpers import uniform, write_mnist_dir
 
 TINY = Config(batch_size=8, num_steps=4, log_every=2, sample_every=2, checkpoint_every=2,
               eval_every=0)
@@ -39,7 +38,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_images():
     """64 random images float32 [64, 28, 28, 1] in [-1, 1]."""
-    return np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype(np.float32)
+    return uniform(0, (64, 28, 28, 1))
 
 
 @pytest.fixture(scope="session")

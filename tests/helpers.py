@@ -19,6 +19,7 @@ def uniform(seed, shape):
     """Uniform [-1, 1) float32 test data (latents, images in the model range) from numpy."""
     return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
 
+
 _TYPE_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B,
                np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
 

@@ -32,7 +32,7 @@ COLUMNS = ("d_loss", "g_loss", "d_real", "d_fake", "g_d_fake")
 
 
 def _reference_images():
-    return np.random.default_rng(0).uniform(-1, 1, (512, 28, 28, 1)).astype(np.float32)
+    return uniform(0, (512, 28, 28, 1))
 
 
 def _column_text(path):

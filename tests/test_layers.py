@@ -10,7 +10,6 @@ from gan_jax.models import layers
 from tests.helpers import normal
 
 
-
 @pytest.mark.parametrize("kernel,stride,padding,hw,cin,cout", [
     (4, 2, 1, 7, 5, 6),    # the thesis / DCGAN upsampling layer: 7 -> 14
     (4, 2, 1, 3, 3, 1),
