@@ -19,9 +19,7 @@ from tests.helpers import normal, uniform
 def thesis():
     arch = models.get_architecture("thesis")
     g, d = arch.generator(), arch.discriminator()
-    g_vars = g.init(jax.random.key(0), jnp.zeros((2, 96)), train=False)
-    d_vars = d.init(jax.random.key(1), jnp.zeros((2, 28, 28, 1)), train=False)
-    return g, d, g_vars, d_vars
+    return g, d, _jit_init(g, 0, (2, 96)), _jit_init(d, 1, (2, 28, 28, 1))
 
 
 def test_thesis_parameter_counts(thesis):
@@ -91,7 +89,8 @@ def test_fast_generator_equals_plain_flax_generator(thesis):
             out, _ = module.apply({"params": p, "batch_stats": g_vars["batch_stats"]}, z,
                                   train=True, mutable=["batch_stats"])
             return jnp.sum(out ** 3), out
-        return jax.value_and_grad(loss, has_aux=True)(params)
+        # Jitted: one compile per network instead of op-by-op dispatch (tolerances below).
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
 
     (_, out_fast), grads_fast = run(g, g_vars["params"])
     (_, out_plain), grads_plain = run(plain, plain_params)
@@ -121,8 +120,8 @@ def test_plain_discriminator_equals_fast_discriminator(thesis):
     x = normal(4, (3, 28, 28, 1))
 
     def run(module):
-        return jax.value_and_grad(
-            lambda p, x: jnp.sum(module.apply({"params": p}, x) ** 2), (0, 1))(d_vars["params"], x)
+        return jax.jit(jax.value_and_grad(
+            lambda p, x: jnp.sum(module.apply({"params": p}, x) ** 2), (0, 1)))(d_vars["params"], x)
 
     (value_fast, grads_fast), (value_plain, grads_plain) = run(d), run(plain)
     np.testing.assert_allclose(value_fast, value_plain, rtol=1e-6)
