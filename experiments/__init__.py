@@ -15,11 +15,14 @@ use_fast_cpu_convolutions()
 @contextlib.contextmanager
 def exit_on_user_error():
     """A script's body: bad input, missing or corrupt files and a diverged run end the program
-    with ``error: <message>`` on stderr and exit status 1, instead of a traceback."""
+    with ``error: <message>`` on stderr and exit status 1, instead of a traceback. A run stopped
+    by SIGTERM / SIGINT (a checkpoint written; rerunning continues) prints ``stopped:
+    <message>`` and exits with status 75 (EX_TEMPFAIL)."""
     from absl import logging
 
     from gan_jax.training.checkpoint import CheckpointError
     from gan_jax.training.loop import TrainingDiverged
+    from gan_jax.training.preemption import EXIT_INTERRUPTED, TrainingInterrupted
 
     # DataError and EvaluatorError are ValueErrors.
     try:
@@ -28,3 +31,7 @@ def exit_on_user_error():
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except TrainingInterrupted as e:
+        logging.warning("%s", e)
+        print(f"stopped: {e}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

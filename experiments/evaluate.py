@@ -13,6 +13,7 @@ from absl import app, flags
 
 from experiments import exit_on_user_error
 from gan_jax.metrics import scoring
+from gan_jax.training.workdir import check_output_file
 
 flags.DEFINE_string("workdir", None, "A training run to sample from (its newest checkpoint).")
 flags.DEFINE_string("samples", None, "An .npz with an array 'images' [N,28,28(,1)] in [-1,1] "
@@ -41,21 +42,25 @@ def main(argv):
         ["real"] if FLAGS.real else [])
     if len(sources) != 1:
         raise app.UsageError("give exactly one of --workdir, --samples, --real")
+    if FLAGS.workdir:
+        out = FLAGS.out or os.path.join(FLAGS.workdir,
+                                        "eval_live.json" if FLAGS.live else "eval.json")
+    elif FLAGS.samples:
+        out = FLAGS.out or os.path.splitext(FLAGS.samples)[0] + ".eval.json"
+    else:
+        out = FLAGS.out or "eval_real.json"
     with exit_on_user_error():
+        check_output_file(out, "--out")  # before a minute of scoring, not after
         if FLAGS.workdir:
             result = scoring.evaluate_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step,
                                               FLAGS.data_dir, FLAGS.parzen, live=FLAGS.live)
-            out = FLAGS.out or os.path.join(
-                FLAGS.workdir, "eval_live.json" if FLAGS.live else "eval.json")
         elif FLAGS.samples:
             reference = scoring.load_reference(FLAGS.dataset, FLAGS.data_dir)
             images, labels = scoring.load_samples_npz(FLAGS.samples, with_labels=True)
             result = scoring.score_images(images, reference, FLAGS.parzen, labels=labels)
             result["samples"] = os.path.abspath(FLAGS.samples)
-            out = FLAGS.out or os.path.splitext(FLAGS.samples)[0] + ".eval.json"
         else:
             result = scoring.evaluate_real(FLAGS.dataset, FLAGS.data_dir, FLAGS.num, FLAGS.parzen)
-            out = FLAGS.out or "eval_real.json"
     scoring.write_eval_json(result, out)
     print(json.dumps(result, indent=2, sort_keys=True))
     print(f"Wrote {out}")

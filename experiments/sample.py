@@ -14,6 +14,7 @@ from absl import app, flags
 
 from experiments import exit_on_user_error
 import gan_jax
+from gan_jax.training.workdir import check_output_file
 
 flags.DEFINE_string("workdir", None, "Workdir of a training run.", required=True)
 flags.DEFINE_integer("num", 64, "Number of samples.")
@@ -35,6 +36,9 @@ def main(argv):
     if FLAGS.num < 1:
         raise app.UsageError(f"--num must be >= 1, got {FLAGS.num}")
     with exit_on_user_error():
+        for flag in ("out", "npz"):
+            if FLAGS[flag].value:
+                check_output_file(FLAGS[flag].value, f"--{flag}")
         images, step = gan_jax.sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step,
                                                    live=FLAGS.live)
     if FLAGS.out:

@@ -37,6 +37,7 @@ from gan_jax.models.architectures import (ARCHITECTURES, Architecture, get_archi
 from gan_jax.training import parallel, sweep
 from gan_jax.training.checkpoint import CheckpointError, Checkpointer
 from gan_jax.training.loop import TrainingDiverged, load_training_images, run_keys, train
+from gan_jax.training.preemption import EXIT_INTERRUPTED, TrainingInterrupted
 from gan_jax.training.sampling import generate, sample, sample_from_workdir
 from gan_jax.training.steps import make_train_step, train_step_fn
 
@@ -49,6 +50,7 @@ __all__ = [
     "discriminator_update", "generator_update", "OBJECTIVES", "get_objective", "PRIORS",
     "get_prior", "evaluation", "evaluator", "scoring", "toy_models", "ARCHITECTURES",
     "Architecture", "get_architecture", "register_architecture", "parallel", "sweep",
-    "CheckpointError", "Checkpointer", "TrainingDiverged", "load_training_images", "run_keys",
-    "train", "generate", "sample", "sample_from_workdir", "make_train_step", "train_step_fn",
+    "CheckpointError", "Checkpointer", "TrainingDiverged", "TrainingInterrupted",
+    "EXIT_INTERRUPTED", "load_training_images", "run_keys", "train", "generate", "sample",
+    "sample_from_workdir", "make_train_step", "train_step_fn",
 ]

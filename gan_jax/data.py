@@ -128,8 +128,7 @@ def load_mnist_idx(data_dir, split: str = "train") -> tuple[np.ndarray, np.ndarr
     if split not in IDX_FILES:
         raise ValueError(f"unknown split {split!r}; valid splits: {sorted(IDX_FILES)}")
     folder = Path(data_dir)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: data folder not found")
+    _check_folder(folder, "data folder")
     paths = []
     for name in IDX_FILES[split]:
         found = _existing_variant(folder / name)
@@ -212,6 +211,13 @@ def center_crop_resize(images: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(jnp.clip(jnp.round(resized), 0, 255)).astype(np.uint8)
 
 
+def _check_folder(folder: Path, what: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder}: is a file, not a {what}")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {what} not found")
+
+
 def load_dataset(name: str = "mnist", split: str = "train", data_dir=None) -> tuple[np.ndarray, np.ndarray]:
     """Loads a dataset split from an IDX folder or from TFDS.
 
@@ -237,8 +243,7 @@ def load_dataset(name: str = "mnist", split: str = "train", data_dir=None) -> tu
         return load_tfds(name, split)
     folder = Path(data_dir)
     if name not in IDX_DATASETS:  # colour sets come only from tfds; data_dir is its folder
-        if not folder.is_dir():
-            raise DataError(f"{folder}: tfds data folder not found")
+        _check_folder(folder, "tfds data folder")
         return load_tfds(name, split, data_dir=str(folder))
     if not folder.is_dir() or any("-ubyte" in p.name for p in folder.iterdir()):
         return load_mnist_idx(folder, split)  # Also reports a missing folder.

@@ -1,5 +1,6 @@
 """The command-line programs, run as a user runs them (subprocesses from the repo root)."""
 
+import json
 import os
 import random
 import signal
@@ -131,6 +132,48 @@ def test_sigkill_at_any_moment_then_restart_ends_identical(cli_run, mnist_dir, t
     assert kills >= 2  # the scenario really happened
     step, state = _final_state(workdir, config)
     assert step == num_steps
+    assert tree_equal(state, ref_state)
+
+
+def test_sigterm_stops_at_a_step_with_a_checkpoint_and_the_rerun_ends_identical(
+        cli_run, mnist_dir, tmp_path, tiny_config):
+    """SIGTERM mid-run (then SIGINT while it stops): exit status 75 with a message, a checkpoint
+    of the step it stopped after (no periodic checkpoint is due), its metrics rows kept; the
+    rerun of the same command ends bitwise identical to the uninterrupted run."""
+    num_steps = KILL_RUN_STEPS
+    workdir = tmp_path / "preempted"
+    flags = _tiny_flags(workdir, mnist_dir, num_steps=num_steps, checkpoint_every=1000)
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.mnist", *flags], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first_grid = workdir / "samples" / "step_000000.png"  # written once the handlers are in
+    deadline = time.time() + 120
+    while proc.poll() is None and not first_grid.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be signalled"
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    second_sent = proc.poll() is None
+    if second_sent:
+        proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == gan_jax.EXIT_INTERRUPTED == 75, stderr[-3000:]
+    ckpts = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
+    assert len(ckpts) == 1 and 1 <= ckpts[0] < num_steps
+    stopped = ckpts[0]
+    assert (f"stopped: Stopped by SIGTERM after step {stopped} of {num_steps}: checkpoint "
+            f"{workdir / 'checkpoints' / str(stopped)} written. Rerun the same command to "
+            "continue.") in stderr
+    if second_sent:
+        assert "Received SIGINT while stopping: ignored" in stderr
+    rows = (workdir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == list(range(1, stopped + 1))
+
+    result = _run("experiments.mnist", *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from {workdir / 'checkpoints' / str(stopped)}" in result.stderr
+    ref_step, ref_state = _final_state(cli_run[0], tiny_config.replace(num_steps=num_steps))
+    step, state = _final_state(workdir, tiny_config.replace(num_steps=num_steps))
+    assert step == ref_step == num_steps
     assert tree_equal(state, ref_state)
 
 

@@ -14,11 +14,14 @@ Workdir layout:
   curves.png             the game's curves (classic: D(x), D(G(z)) with the 1/2 line, the
                          losses, Fig. 2.3), and FD
   checkpoints/<step>/    orbax checkpoints of the whole game state
+  .lock                  held while a run trains here (pid, host, start): a second run on
+                         the same workdir is refused (gan_jax.training.workdir)
 
 Running :func:`train` again on the same workdir resumes from the newest complete checkpoint and
 ends bitwise identical to an uninterrupted run (the step derives all randomness from the seed
-and the step number). A non-finite loss or parameter stops training with
-:class:`TrainingDiverged`; no checkpoint is written after the divergence.
+and the step number); so does a run stopped by SIGTERM or SIGINT, which writes a checkpoint
+of the step it stopped after (gan_jax.training.preemption). A non-finite loss or parameter
+stops training with :class:`TrainingDiverged`; no checkpoint is written after the divergence.
 
 Devices: with one device the loop runs the single-device step. With several (GPUs, TPU
 chips, fake CPU devices, or the chips of all hosts of a multi-host TPU slice) it trains data
@@ -47,6 +50,8 @@ from gan_jax.models import conditional
 from gan_jax.training import parallel, sampling
 from gan_jax.metrics import scoring
 from gan_jax.training.checkpoint import Checkpointer
+from gan_jax.training.preemption import StopRequest, TrainingInterrupted
+from gan_jax.training.workdir import WorkdirLock, check_writable_folder
 from gan_jax.config import Config, check_resumable, load_config, save_config
 from gan_jax.models.architectures import get_architecture
 from gan_jax.games import abstract_state, build_game, create_state
@@ -229,6 +234,10 @@ def train(config: Config, images: Optional[np.ndarray] = None,
           labels: Optional[np.ndarray] = None) -> Any:
     """Trains (or resumes) the GAN described by ``config`` in ``config.workdir``.
 
+    SIGTERM and SIGINT stop it after the step in flight with a checkpoint of that step
+    (:mod:`gan_jax.training.preemption`): it then raises :class:`TrainingInterrupted`, and
+    calling it again continues.
+
     Args:
       config: the run; ``workdir`` is required.
       images: optional training set float32 ``[N, H, W, C]`` in [-1, 1]; loaded from
@@ -241,7 +250,16 @@ def train(config: Config, images: Optional[np.ndarray] = None,
     """
     if not config.workdir:
         raise ValueError("train() needs config.workdir")
+    check_writable_folder(config.workdir, "workdir")
     parallel.maybe_initialize_distributed()  # Multi-host slices only; before any JAX call.
+    os.makedirs(config.workdir, exist_ok=True)
+    # One run per workdir: the lock is process 0's (all processes of a job share the workdir).
+    with StopRequest() as stop, WorkdirLock(config.workdir, enabled=jax.process_index() == 0):
+        return _train(config, images, labels, stop)
+
+
+def _train(config: Config, images: Optional[np.ndarray], labels: Optional[np.ndarray],
+           stop: StopRequest) -> Any:
     # All devices of the job when there are several (replicated state, sharded batches);
     # one device keeps the single-device step, bit for bit.
     mesh = parallel.data_mesh() if jax.device_count() > 1 else None
@@ -250,7 +268,6 @@ def train(config: Config, images: Optional[np.ndarray] = None,
         logging.info("Data parallel over %d %s devices (%d per device of the batch of %d)",
                      mesh.size, jax.devices()[0].platform, config.batch_size // mesh.size,
                      config.batch_size)
-    os.makedirs(config.workdir, exist_ok=True)
     config_path = os.path.join(config.workdir, "config.json")
     if os.path.exists(config_path):
         check_resumable(load_config(config_path), config, config_path)
@@ -300,6 +317,8 @@ def train(config: Config, images: Optional[np.ndarray] = None,
         draw = step % config.sample_every == 0 or last
         save = step % config.checkpoint_every == 0 or last
         evaluate = outputs.reference is not None and (step % config.eval_every == 0 or last)
+        stopping = None if last else stop.requested()
+        save = save or stopping is not None
         if log or draw or save or evaluate:
             # Also the NaN check: before anything is evaluated or saved.
             outputs.flush(state if evaluate else None)
@@ -315,6 +334,12 @@ def train(config: Config, images: Optional[np.ndarray] = None,
             outputs.samples(state, step)
         if save:
             outputs.checkpoint(state, step)
+        if stopping:
+            checkpointer.close()
+            raise TrainingInterrupted(
+                f"Stopped by {stopping} after step {step} of {config.num_steps}: checkpoint "
+                f"{checkpointer.path(step)} written. Rerun the same command to continue.",
+                stopping, step)
     checkpointer.close()
     return state
 
