@@ -57,6 +57,28 @@ def test_networks_keep_one_channel_at_28_and_32(size, stages, bottleneck):
     assert jax.eval_shape(d.apply, d_vars, x).shape == (2, size, size, 1)
 
 
+def test_mnist_generator_is_the_reference_decoder_with_batchnorm_and_tanh():
+    z = jnp.zeros((2, 64))
+    g, ref = began_models.began28_generator(), began_models.began28_reference_generator()
+    g_vars = jax.eval_shape(g.init, jax.random.key(0), z)
+    ref_vars = jax.eval_shape(ref.init, jax.random.key(0), z)
+    n, h, s = 16, 64, 7  # filters, embedding, bottleneck side
+    conv = 9 * n * n + n
+    reference = (h * s * s * n + s * s * n) + 6 * conv + (9 * n + 1)  # dense, 6 convs, output
+    norms = s * s * n + 6 * n  # one BatchNorm after the dense layer and after each conv
+    assert gan_jax.count_params(ref_vars["params"]) == reference == 65025
+    assert "batch_stats" not in ref_vars
+    assert gan_jax.count_params(g_vars["params"]) == reference + 2 * norms
+    assert gan_jax.count_params(g_vars["batch_stats"]) == 2 * norms
+    # tanh: inside (-1, 1) however large z is (the reference's linear output is not bounded).
+    params = g.init(jax.random.key(0), z)
+    big = 1e3 * jax.random.normal(jax.random.key(1), (4, 64))
+    out = g.apply(params, big, train=True, mutable=["batch_stats"])[0]
+    assert float(jnp.abs(out).max()) <= 1.0
+    ref_out = ref.apply(ref.init(jax.random.key(0), z), big)
+    assert float(jnp.abs(ref_out).max()) > 1.0
+
+
 def test_nearest_neighbour_upsampling_repeats_each_pixel():
     x = jnp.arange(4.0).reshape(1, 2, 2, 1)
     np.testing.assert_array_equal(began_models.upsample_nearest(x)[0, :, :, 0],
@@ -103,10 +125,21 @@ def test_step_measures_the_balance_under_one_discriminator(tiny_began, tiny_imag
     real, fake = metrics["real_loss"], metrics["fake_loss"]
     assert float(new.k) == float(began.update_k(jnp.float32(0.5), real, fake, config.gamma,
                                                 config.lambda_k))
-    assert float(metrics["m_global"]) == float(began.convergence_measure(real, fake,
-                                                                         config.gamma))
+    # Inside the jitted step XLA may fuse gamma * L(x) - L(G(z)) (one rounding less).
+    assert float(metrics["m_global"]) == pytest.approx(
+        float(began.convergence_measure(real, fake, config.gamma)), rel=1e-6)
     assert float(metrics["k"]) == float(new.k) and float(new.k) != 0.5
     assert float(metrics["d_loss"]) == pytest.approx(float(real - 0.5 * fake), rel=1e-6)
+    # G's BatchNorm running means (momentum 0.9, from 0) move with both of the step's train-mode
+    # passes, D's on z_D and then G's on z_G: 0.9 * 0.1 * mu(z_D) + 0.1 * mu(z_G). Checked at
+    # the first BatchNorm, after the dense layer: mu(z) = mean over the batch of z W + b.
+    d_key, g_key = jax.random.split(jax.random.fold_in(jax.random.key(2), 0))
+    dense = state.g_params["Dense_0"]
+    mu = lambda z: (z @ dense["kernel"] + dense["bias"]).mean(0)  # noqa: E731
+    expected = 0.09 * mu(game.sample_z(d_key, 4)) + 0.1 * mu(game.sample_z(g_key, 4))
+    assert not np.any(state.g_batch_stats["BatchNorm_0"]["mean"])
+    np.testing.assert_allclose(new.g_batch_stats["BatchNorm_0"]["mean"], expected, rtol=1e-5,
+                               atol=1e-7)
 
 
 def test_learning_rate_halves_at_each_boundary_down_to_the_floor():
@@ -118,8 +151,13 @@ def test_learning_rate_halves_at_each_boundary_down_to_the_floor():
 def test_config_defaults_and_refusals():
     config = gan_jax.Config(game="began")
     assert (config.arch, config.objective, config.gamma, config.lambda_k) == (
-        "began", None, 0.9, 0.01)
-    assert config.latent_dim == 64 and config.batch_size == 16
+        "began", None, 2.0, 0.002)
+    assert (config.latent_dim, config.batch_size, config.learning_rate,
+            config.lr_halve_every, config.lr_floor) == (64, 64, 1e-4, 5000, 2e-5)
+    # The reference's networks with the settings they were run with before (docs/began.md).
+    reference = gan_jax.Config(game="began", arch="began_reference")
+    assert (reference.batch_size, reference.learning_rate, reference.gamma, reference.lambda_k,
+            reference.lr_halve_every) == (16, 2e-4, 0.9, 0.01, 1000)
     with pytest.raises(ValueError, match="objective applies to game"):
         gan_jax.Config(game="began", objective="wgan")
     with pytest.raises(ValueError, match="an architecture of game 'classic'"):

@@ -21,7 +21,7 @@ def test_frozen():
 
 @pytest.mark.parametrize("field,value,match", [
     ("objective", "wgan-foo", r"Unknown objective 'wgan-foo'; valid: \['hinge', 'lsgan', 'minimax', 'nonsaturating', 'wgan', 'wgan-gp'\]"),
-    ("arch", "resnet", r"Unknown architecture 'resnet'; valid: \['began', 'dcgan', 'dcgan32', 'dcgan64', 'goodfellow_mlp', "),
+    ("arch", "resnet", r"Unknown architecture 'resnet'; valid: \['began', 'began_reference', 'dcgan', 'dcgan32', 'dcgan64', 'goodfellow_mlp', "),
     ("prior", "cauchy", r"valid: \['normal', 'uniform'\]"),
     ("batch_size", 0, "batch_size must be >= 1"),
     ("disc_steps", 0, "disc_steps must be >= 1"),

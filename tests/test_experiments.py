@@ -46,7 +46,7 @@ def _final_state(workdir, config):
     ("--objective=wgan-typo", "<hinge|lsgan|minimax|nonsaturating|wgan|wgan-gp>"),
     ("--prior=cauchy", "<normal|uniform>"),
     ("--game=cycle", "<began|classic>"),
-    ("--arch=resnet", "<began|dcgan|dcgan32|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
+    ("--arch=resnet", "<began|began_reference|dcgan|dcgan32|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
 ])
 def test_unknown_flag_values_list_the_valid_ones(flag, valid):
     result = _run("experiments.mnist", flag)

@@ -28,7 +28,7 @@ initialized = parallel.maybe_initialize_distributed()  # First, before any JAX c
 import jax, jax.numpy as jnp, numpy as np
 import gan_jax
 from gan_jax import data
-from gan_jax.games import classic_updates
+from gan_jax.games import base, classic_updates
 from gan_jax.training import steps
 from gan_jax.training.checkpoint import Checkpointer
 from gan_jax.games.classic import build_gan
@@ -136,7 +136,7 @@ gan = build_gan(config)
 z = gan.sample_z(jax.random.key(3), 16) + jnp.repeat(jnp.arange(8.0), 2)[:, None]
 def bn_stats(z, sharding):
     z = classic_updates._shard_batch(z, sharding)
-    return classic_updates._apply(gan.generator, init.g_params, init.g_batch_stats, z)[1]
+    return base.apply_train(gan.generator, init.g_params, init.g_batch_stats, z)[1]
 global_stats = jax.jit(bn_stats, static_argnums=1)(z, None)
 sharded_stats = jax.jit(bn_stats, static_argnums=1)(z, parallel.batch_sharded(mesh))
 per_device = jax.vmap(lambda zz: bn_stats(zz, None))(z.reshape(8, 2, -1))

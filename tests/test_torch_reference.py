@@ -55,7 +55,8 @@ def test_registry_matches_ours():
     from gan_jax.models import toy as toy_models
     lab = set(toy_models.TOY_ARCHITECTURES) | {"mixture1d"}
     assert theory_train.MIXTURE_ARCH is models.ARCHITECTURES["mixture1d"]
-    assert set(tr.TORCH_ARCHITECTURES) == set(models.ARCHITECTURES) - {"dcgan32", "began"} - lab  # began: another game
+    began = {"began", "began_reference"}  # another game
+    assert set(tr.TORCH_ARCHITECTURES) == set(models.ARCHITECTURES) - {"dcgan32"} - began - lab
     for name, arch in tr.TORCH_ARCHITECTURES.items():
         h, w, c = models.get_architecture(name).image_shape
         assert arch.image_shape == (c, h, w)

@@ -152,6 +152,21 @@ class LatentGeneratorGame:
         return self.generator.apply(variables, *inputs, train=False)
 
 
+def apply_train(module, params, batch_stats, x, dropout_key=None, labels=None):
+    """Train-mode forward; returns (output, new batch_stats) (``{}`` stays ``{}``).
+
+    ``dropout_key`` feeds the ``'dropout'`` stream of networks with dropout (unused otherwise).
+    ``labels``: the class labels of a conditional network (None: unconditional).
+    """
+    rngs = None if dropout_key is None else {"dropout": dropout_key}
+    inputs = (x,) if labels is None else (x, labels)
+    if not batch_stats:
+        return module.apply({"params": params}, *inputs, train=True, rngs=rngs), batch_stats
+    out, updates = module.apply({"params": params, "batch_stats": batch_stats}, *inputs,
+                                train=True, mutable=["batch_stats"], rngs=rngs)
+    return out, updates["batch_stats"]
+
+
 def descend(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any,
             params: Any) -> tuple[Any, Any]:
     """One optimiser step: (new params, new optimiser state)."""

@@ -18,11 +18,13 @@ reference code's fixed-step halving with its lower boundary; the paper halves "w
 
 Defaults for MNIST on a CPU (the reference's are for 64x64 faces: n = 128, batch 16, lr 8e-5
 halved every 100k of 500k steps, gamma 0.5, lambda_k 0.001): n = 16 filters, h = z = 64,
-batch 16, Adam(2e-4, 0.5, 0.999) halved every 1000 steps to 2e-5, gamma 0.9, lambda_k 0.01.
-With the reference's gamma 0.5 and lambda_k 0.001, k stayed at 0 and G at grey noise for the
-first 1000 steps of 3000 (the known MNIST failure); with these, k moves (to ~0.1), but G still
-collapses onto "1"s within 3000 steps. gamma may exceed the paper's [0, 1]: at 2.0, 7500 steps
-(15 minutes) give diverse strokes (FD 620 against 1493) but not yet digits (docs/began.md).
+batch 64, Adam(1e-4, 0.5, 0.999) halved every 5000 steps to 2e-5, gamma 2.0, lambda_k 0.002,
+and a G with BatchNorm and a tanh output (arch ``began``). On MNIST the L1 error grows with a
+digit's ink, so a G of thin "1"s meets gamma <= 1 with a small k and the game collapses; gamma
+above the paper's [0, 1] keeps k pushing, and BatchNorm in G keeps a batch diverse (measured in
+docs/began.md). ``--arch=began_reference`` is the reference's G (no normalisation, linear
+output) with the settings used for it before (batch 16, lr 2e-4 halved every 1000 steps,
+gamma 0.9, lambda_k 0.01), which collapses onto "1"s.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from gan_jax.config import Config
 from gan_jax.games import base, ema as ema_lib, priors
 from gan_jax.models import architectures as models
 
-DEFAULTS = {"arch": "began", "latent_dim": 64, "batch_size": 16, "learning_rate": 2e-4,
-            "b1": 0.5, "b2": 0.999, "gamma": 0.9, "lambda_k": 0.01, "lr_halve_every": 1000,
+DEFAULTS = {"arch": "began", "latent_dim": 64, "batch_size": 64, "learning_rate": 1e-4,
+            "b1": 0.5, "b2": 0.999, "gamma": 2.0, "lambda_k": 0.002, "lr_halve_every": 5000,
             "lr_floor": 2e-5}
 
 
@@ -53,6 +55,7 @@ class BEGANState(struct.PyTreeNode):
       step: int32 scalar, completed iterations (= generator updates).
       g_params, d_params: parameters of G (a decoder) and D (an autoencoder).
       g_opt_state, d_opt_state: their Adam states.
+      g_batch_stats: G's BatchNorm running averages (``{}`` for a G without BatchNorm).
       k: float32 scalar, the equilibrium variable k_t in [0, 1].
       g_ema_params: the averaged generator's parameters (``--ema_decay``; ``{}`` when off).
     """
@@ -62,6 +65,7 @@ class BEGANState(struct.PyTreeNode):
     d_params: Any
     g_opt_state: Any
     d_opt_state: Any
+    g_batch_stats: Any
     k: jax.Array
     g_ema_params: Any
 
@@ -124,11 +128,13 @@ class BEGAN(base.LatentGeneratorGame):
 
     def init(self, key: jax.Array) -> BEGANState:
         g_key, d_key = jax.random.split(key)
-        g_params = self.generator.init(g_key, jnp.zeros((2, self.latent_dim)))["params"]
+        g_vars = self.generator.init(g_key, jnp.zeros((2, self.latent_dim)))
+        g_params = g_vars["params"]
         d_params = self.discriminator.init(d_key, jnp.zeros((2, *self.image_shape)))["params"]
         return BEGANState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
                           g_opt_state=self.g_optimizer.init(g_params),
                           d_opt_state=self.d_optimizer.init(d_params),
+                          g_batch_stats=g_vars.get("batch_stats", {}),
                           k=jnp.zeros((), jnp.float32),
                           g_ema_params=g_params if self.ema is not None else {})
 
@@ -137,7 +143,8 @@ class BEGAN(base.LatentGeneratorGame):
         return began_step(self, state, key, batches)
 
     def generate(self, variables: dict, z: jax.Array, labels: None = None) -> jax.Array:
-        """G(z) clipped to the data range [-1, 1] (G has no output nonlinearity)."""
+        """G(z) clipped to the data range [-1, 1] (a no-op with tanh; the reference G has no
+        output nonlinearity)."""
         return jnp.clip(super().generate(variables, z, labels), -1.0, 1.0)
 
     def plot_curves(self, rows: list[dict], path: str) -> None:
@@ -155,8 +162,10 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
     d_key, g_key = jax.random.split(jax.random.fold_in(key, state.step))
     real, _ = batches.take(state.step)
     real = batches.shard(real)
-    fake = jax.lax.stop_gradient(game.generator.apply(
-        {"params": state.g_params}, batches.shard(game.sample_z(d_key, real.shape[0]))))
+    fake, g_batch_stats = base.apply_train(
+        game.generator, state.g_params, state.g_batch_stats,
+        batches.shard(game.sample_z(d_key, real.shape[0])))
+    fake = jax.lax.stop_gradient(fake)
 
     def d_loss_fn(d_params):
         real_loss = reconstruction_loss(real, _reconstruct(game, d_params, real))
@@ -170,10 +179,11 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
     z = batches.shard(game.sample_z(g_key, batches.batch_size))
 
     def g_loss_fn(g_params):
-        fake = game.generator.apply({"params": g_params}, z)
-        return reconstruction_loss(fake, _reconstruct(game, d_params, fake))
+        fake, stats = base.apply_train(game.generator, g_params, g_batch_stats, z)
+        return reconstruction_loss(fake, _reconstruct(game, d_params, fake)), stats
 
-    g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.g_params)
+    (g_loss, g_batch_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        state.g_params)
     g_params, g_opt_state = base.descend(game.g_optimizer, g_grads, state.g_opt_state,
                                          state.g_params)
     # The balance is measured under ONE discriminator (D's pass: L(x) and L(G(z_D)) before its
@@ -184,7 +194,8 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
     if game.ema is not None:
         g_ema_params = game.ema.update(g_ema_params, g_params, state.step)
     state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
-                          g_opt_state=g_opt_state, d_opt_state=d_opt_state, k=k,
+                          g_opt_state=g_opt_state, d_opt_state=d_opt_state,
+                          g_batch_stats=g_batch_stats, k=k,
                           g_ema_params=g_ema_params)
     return state, {"d_loss": d_loss, "g_loss": g_loss, "real_loss": real_loss,
                    "fake_loss": d_fake_loss, "k": k,

@@ -23,23 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from gan_jax.games import losses
-from gan_jax.games.base import Batches, Metrics, descend
+from gan_jax.games.base import Batches, Metrics, apply_train, descend
 from gan_jax.games.classic import GAN, GANState
-
-def _apply(module, params, batch_stats, x, dropout_key=None, labels=None):
-    """Train-mode forward; returns (output, new batch_stats) (``{}`` stays ``{}``).
-
-    ``dropout_key`` feeds the ``'dropout'`` stream of networks with dropout (unused otherwise).
-    ``labels``: the class labels of a conditional network (None: unconditional).
-    """
-    rngs = None if dropout_key is None else {"dropout": dropout_key}
-    inputs = (x,) if labels is None else (x, labels)
-    if not batch_stats:
-        return module.apply({"params": params}, *inputs, train=True, rngs=rngs), batch_stats
-    out, updates = module.apply({"params": params, "batch_stats": batch_stats}, *inputs,
-                                train=True, mutable=["batch_stats"], rngs=rngs)
-    return out, updates["batch_stats"]
-
 
 def _dropout_keys(key: jax.Array, num: int) -> jax.Array:
     # Folded off the update's key, so that the z drawn from ``key`` itself (and with it every
@@ -71,16 +56,16 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
     if labels is not None:
         labels = _shard_batch(labels, batch_sharding)
     z = _shard_batch(gan.sample_z(key, real.shape[0]), batch_sharding)
-    fake, g_batch_stats = _apply(gan.generator, state.g_params, state.g_batch_stats, z,
+    fake, g_batch_stats = apply_train(gan.generator, state.g_params, state.g_batch_stats, z,
                                  labels=labels)
     fake = jax.lax.stop_gradient(fake)
     dropout_real, dropout_fake = _dropout_keys(key, 2)
     objective = gan.objective
 
     def loss_fn(d_params):
-        real_logits, d_stats = _apply(gan.discriminator, d_params, state.d_batch_stats, real,
+        real_logits, d_stats = apply_train(gan.discriminator, d_params, state.d_batch_stats, real,
                                       dropout_real, labels)
-        fake_logits, d_stats = _apply(gan.discriminator, d_params, d_stats, fake, dropout_fake,
+        fake_logits, d_stats = apply_train(gan.discriminator, d_params, d_stats, fake, dropout_fake,
                                       labels)
         loss = objective.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
         aux = {}
@@ -88,7 +73,7 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
             # The critic has no BatchNorm here (models.discriminator_for), so it is a
             # per-example function and the penalty's gradient rows are per-example gradients.
             # Conditional: real and fake share ``labels``, and so do their interpolates.
-            critic = lambda x: _apply(gan.discriminator, d_params, d_stats, x,  # noqa: E731
+            critic = lambda x: apply_train(gan.discriminator, d_params, d_stats, x,  # noqa: E731
                                       jax.random.fold_in(key, 3), labels)[0]
             penalty, grad_norm = losses.gradient_penalty(
                 critic, real, fake, jax.random.fold_in(key, 2))
@@ -134,9 +119,9 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
 
     def loss_fn(g_params):
         # Fakes are made inside the differentiated function, so gradients reach G.
-        fake, g_stats = _apply(gan.generator, g_params, state.g_batch_stats, z, labels=labels)
+        fake, g_stats = apply_train(gan.generator, g_params, state.g_batch_stats, z, labels=labels)
         # D's statistics from this pass are discarded: D is only trained in its own step.
-        fake_logits, _ = _apply(gan.discriminator, state.d_params, state.d_batch_stats, fake,
+        fake_logits, _ = apply_train(gan.discriminator, state.d_params, state.d_batch_stats, fake,
                                 _dropout_keys(key, 1)[0], labels)
         return gan.objective.generator_loss(fake_logits=fake_logits), (g_stats, fake_logits)
 

@@ -168,9 +168,16 @@ ARCHITECTURES: dict[str, Architecture] = {
     "dcgan64": Architecture(dcgan_models.dcgan64_generator, dcgan_models.dcgan64_discriminator,
                             (64, 64, 3), defaults=_DEFAULTS_DCGAN, d_batchnorm=True,
                             d_activations=_LEAKY_OR_RELU, d_negative_slope=0.2, d_dropout=True),
-    # BEGAN's ELU decoder G and autoencoder D at 28x28 (7x7 bottleneck; game "began").
+    # BEGAN's ELU decoder G and autoencoder D at 28x28 (7x7 bottleneck; game "began"): G with
+    # BatchNorm and tanh (the MNIST recipe, docs/began.md), and the reference's plain G with
+    # the settings this project used for it before (batch 16, gamma 0.9: collapses onto "1").
     "began": Architecture(began_models.began28_generator, began_models.began28_discriminator,
                           (28, 28, 1), game="began"),
+    "began_reference": Architecture(
+        began_models.began28_reference_generator, began_models.began28_discriminator,
+        (28, 28, 1), game="began",
+        defaults=types.MappingProxyType({"batch_size": 16, "learning_rate": 2e-4, "gamma": 0.9,
+                                         "lambda_k": 0.01, "lr_halve_every": 1000})),
 }
 
 

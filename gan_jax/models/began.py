@@ -34,24 +34,41 @@ def _conv(features: int, stride: int = 1) -> nn.Conv:
 
 
 class BEGANDecoder(nn.Module):
-    """``h [B, hidden]`` -> image ``[B, H, W, C]`` (H = W = bottleneck * 2^(stages-1))."""
+    """``h [B, hidden]`` -> image ``[B, H, W, C]`` (H = W = bottleneck * 2^(stages-1)).
+
+    ``norm``: BatchNorm after the dense layer and each convolution, before the ELU (the
+    dense layer then also gets an ELU); ``tanh``: tanh on the output. Both off is the
+    reference's decoder; both on is the MNIST generator (module docstring).
+    """
 
     bottleneck: int = 7
     stages: int = 3
     filters: int = 32
     channels: int = 1
+    norm: bool = False
+    tanh: bool = False
+    convs: int = 2  # convolutions per stage (the reference: 2)
 
     @nn.compact
     def __call__(self, h: jax.Array, train: bool = True) -> jax.Array:
-        del train  # no BatchNorm or dropout
         n, s = self.filters, self.bottleneck
-        x = nn.Dense(s * s * n)(h).reshape(h.shape[0], s, s, n)
+
+        def normalised(x):
+            if not self.norm:
+                return x
+            return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
+
+        x = nn.Dense(s * s * n)(h)
+        if self.norm:
+            x = nn.elu(normalised(x))
+        x = x.reshape(h.shape[0], s, s, n)
         for stage in range(self.stages):
-            x = nn.elu(_conv(n)(x))
-            x = nn.elu(_conv(n)(x))
+            for _ in range(self.convs):
+                x = nn.elu(normalised(_conv(n)(x)))
             if stage < self.stages - 1:
                 x = upsample_nearest(x)
-        return _conv(self.channels)(x)
+        x = _conv(self.channels)(x)
+        return jnp.tanh(x) if self.tanh else x
 
 
 class BEGANEncoder(nn.Module):
@@ -60,6 +77,7 @@ class BEGANEncoder(nn.Module):
     hidden: int = 64
     stages: int = 3
     filters: int = 32
+    convs: int = 2  # convolutions per stage besides the downsampling ones (the reference: 2)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -67,8 +85,8 @@ class BEGANEncoder(nn.Module):
         x = nn.elu(_conv(n)(x))
         for stage in range(self.stages):
             width = n * (stage + 1)
-            x = nn.elu(_conv(width)(x))
-            x = nn.elu(_conv(width)(x))
+            for _ in range(self.convs):
+                x = nn.elu(_conv(width)(x))
             if stage < self.stages - 1:
                 x = nn.elu(_conv(n * (stage + 2), stride=2)(x))
         return nn.Dense(self.hidden)(x.reshape(x.shape[0], -1))
@@ -83,15 +101,24 @@ class BEGANDiscriminator(nn.Module):
     stages: int = 3
     filters: int = 32
     channels: int = 1
+    encoder_convs: int = 2
+    decoder_convs: int = 2
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        h = BEGANEncoder(self.hidden, self.stages, self.filters)(x)
-        return BEGANDecoder(self.bottleneck, self.stages, self.filters, self.channels)(h, train)
+        h = BEGANEncoder(self.hidden, self.stages, self.filters, self.encoder_convs)(x)
+        return BEGANDecoder(self.bottleneck, self.stages, self.filters, self.channels,
+                            convs=self.decoder_convs)(h, train)
 
 
 def began28_generator(filters: int = 16) -> BEGANDecoder:
-    """G for 28x28x1: 7x7 bottleneck, 3 stages."""
+    """G for 28x28x1 MNIST: 7x7 bottleneck, 3 stages, BatchNorm and a tanh output."""
+    return BEGANDecoder(bottleneck=7, stages=3, filters=filters, channels=1, norm=True,
+                        tanh=True)
+
+
+def began28_reference_generator(filters: int = 16) -> BEGANDecoder:
+    """The reference's G for 28x28x1: no normalisation, no output nonlinearity."""
     return BEGANDecoder(bottleneck=7, stages=3, filters=filters, channels=1)
 
 
