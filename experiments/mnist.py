@@ -57,7 +57,7 @@ flags.DEFINE_bool("ema_warmup", _D.ema_warmup, "Warm the average up: beta_t = mi
                   "/ (10 + t)), so a short run is not dominated by the initial weights.")
 flags.DEFINE_float("gamma", None, "BEGAN: diversity ratio gamma = E L(G(z)) / E L(x) that k_t "
                    "steers to (default 2.0: above the paper's [0, 1], see docs/began.md).")
-flags.DEFINE_float("lambda_k", None, "BEGAN: learning rate of k_t (default 0.002).")
+flags.DEFINE_float("lambda_k", None, "BEGAN: learning rate of k_t (default 0.001).")
 flags.DEFINE_integer("lr_halve_every", None, "BEGAN: halve the learning rate every this many "
                      "steps (down to --lr_floor).")
 flags.DEFINE_float("lr_floor", None, "BEGAN: lowest learning rate of the halving (default 2e-5).")

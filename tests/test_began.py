@@ -151,7 +151,7 @@ def test_learning_rate_halves_at_each_boundary_down_to_the_floor():
 def test_config_defaults_and_refusals():
     config = gan_jax.Config(game="began")
     assert (config.arch, config.objective, config.gamma, config.lambda_k) == (
-        "began", None, 2.0, 0.002)
+        "began", None, 2.0, 0.001)
     assert (config.latent_dim, config.batch_size, config.learning_rate,
             config.lr_halve_every, config.lr_floor) == (64, 64, 1e-4, 5000, 2e-5)
     # The reference's networks with the settings they were run with before (docs/began.md).

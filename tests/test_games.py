@@ -203,5 +203,5 @@ def test_checkpoint_of_another_state_layout_is_refused_by_name(tmp_path, tiny_co
         began = gan_jax.abstract_state(gan_jax.Config(game="began"))
         with pytest.raises(gan_jax.CheckpointError, match=r"lacks the fields \[.k.\]") as info:
             ckpt.restore(began, 2)
-        assert "g_batch_stats" in str(info.value)
+        assert "has fields ['d_batch_stats']" in str(info.value)
         assert int(ckpt.restore(target, 2).step) == 2

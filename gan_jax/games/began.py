@@ -18,7 +18,7 @@ reference code's fixed-step halving with its lower boundary; the paper halves "w
 
 Defaults for MNIST on a CPU (the reference's are for 64x64 faces: n = 128, batch 16, lr 8e-5
 halved every 100k of 500k steps, gamma 0.5, lambda_k 0.001): n = 16 filters, h = z = 64,
-batch 64, Adam(1e-4, 0.5, 0.999) halved every 5000 steps to 2e-5, gamma 2.0, lambda_k 0.002,
+batch 64, Adam(1e-4, 0.5, 0.999) halved every 5000 steps to 2e-5, gamma 2.0, lambda_k 0.001,
 and a G with BatchNorm and a tanh output (arch ``began``). On MNIST the L1 error grows with a
 digit's ink, so a G of thin "1"s meets gamma <= 1 with a small k and the game collapses; gamma
 above the paper's [0, 1] keeps k pushing, and BatchNorm in G keeps a batch diverse (measured in
@@ -44,7 +44,7 @@ from gan_jax.games import base, ema as ema_lib, priors
 from gan_jax.models import architectures as models
 
 DEFAULTS = {"arch": "began", "latent_dim": 64, "batch_size": 64, "learning_rate": 1e-4,
-            "b1": 0.5, "b2": 0.999, "gamma": 2.0, "lambda_k": 0.002, "lr_halve_every": 5000,
+            "b1": 0.5, "b2": 0.999, "gamma": 2.0, "lambda_k": 0.001, "lr_halve_every": 5000,
             "lr_floor": 2e-5}
 
 
