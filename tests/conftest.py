@@ -50,7 +50,7 @@ def mnist_dir(tmp_path_factory):
 # The slowest test files, slowest first (measured with -n 2 on 2 cores). pytest.ini hands whole
 # files to the workers in collection order, so the long ones start first and the short ones
 # fill in at the end: the workers finish together. Only a schedule: every file is independent.
-LONGEST_FIRST = ("test_layers.py", "test_experiments.py", "test_steps.py", "test_parallel.py",
+LONGEST_FIRST = ("test_layers.py", "test_multiprocess.py", "test_experiments.py", "test_steps.py", "test_parallel.py",
                  "test_models.py", "test_games.py", "test_sweep.py", "test_began.py",
                  "test_theory.py", "test_readme.py", "test_mixtures.py", "test_scoring.py",
                  "test_conditional.py", "test_evaluator.py", "test_training.py")

@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any, Optional
 
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -30,6 +31,21 @@ logging.getLogger("absl").addFilter(_QuietOrbax())
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or unreadable; the message names its path."""
+
+
+def _placed_on_this_host(target: Any) -> Any:
+    """``target`` with every abstract leaf that names no sharding placed on this process's
+    first device. Without it orbax would restore each array with the sharding it was saved
+    with, which fails for a checkpoint of another job (a multi-host run sampled on a laptop:
+    "Topology mismatch")."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def place(leaf):
+        if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
+            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device)
+        return leaf
+
+    return jax.tree.map(place, target)
 
 
 class Checkpointer:
@@ -85,7 +101,8 @@ class Checkpointer:
             raise CheckpointError(
                 f"{self.path(step)}: no such checkpoint; available steps: {self.all_steps()}")
         try:
-            return self._manager.restore(step, args=ocp.args.StandardRestore(target))
+            return self._manager.restore(
+                step, args=ocp.args.StandardRestore(_placed_on_this_host(target)))
         except Exception as e:  # orbax/tensorstore raise many types; name the file instead.
             layout = self._layout_difference(step, target)
             if layout:

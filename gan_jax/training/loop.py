@@ -138,7 +138,8 @@ class _Outputs:
         self.workdir = config.workdir
         self.metrics_path = os.path.join(self.workdir, "metrics.jsonl")
         self.samples_dir = os.path.join(self.workdir, "samples")
-        os.makedirs(self.samples_dir, exist_ok=True)
+        if self.writer:
+            os.makedirs(self.samples_dir, exist_ok=True)
         self.checkpointer = checkpointer
         self.rows = _read_metrics(self.metrics_path, start_step)
         if self.writer:
@@ -252,7 +253,8 @@ def train(config: Config, images: Optional[np.ndarray] = None,
         raise ValueError("train() needs config.workdir")
     check_writable_folder(config.workdir, "workdir")
     parallel.maybe_initialize_distributed()  # Multi-host slices only; before any JAX call.
-    os.makedirs(config.workdir, exist_ok=True)
+    if jax.process_index() == 0:  # Others only read it (and take part in the checkpoints).
+        os.makedirs(config.workdir, exist_ok=True)
     # One run per workdir: the lock is process 0's (all processes of a job share the workdir).
     with StopRequest() as stop, WorkdirLock(config.workdir, enabled=jax.process_index() == 0):
         return _train(config, images, labels, stop)
@@ -317,7 +319,10 @@ def _train(config: Config, images: Optional[np.ndarray], labels: Optional[np.nda
         draw = step % config.sample_every == 0 or last
         save = step % config.checkpoint_every == 0 or last
         evaluate = outputs.reference is not None and (step % config.eval_every == 0 or last)
-        stopping = None if last else stop.requested()
+        # Several processes agree on a stop with a collective, which waits for the step: only
+        # at log steps there (the host waits for the metrics then anyway); one process: always.
+        check = jax.process_count() == 1 or log
+        stopping = stop.requested() if check and not last else None
         save = save or stopping is not None
         if log or draw or save or evaluate:
             # Also the NaN check: before anything is evaluated or saved.

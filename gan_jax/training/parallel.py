@@ -17,7 +17,9 @@ So the same code runs on 1 CPU, on 8 fake CPU devices
 or on all chips of a TPU VM or multi-host TPU slice. Results equal single-device training up
 to float32 reassociation of the reductions (tests/test_parallel.py).
 
-Multi-host (a TPU slice with several hosts, each running the same command): call
+Multi-host (a TPU slice with several hosts, or a hand-made cluster started with
+``JAX_COORDINATOR_ADDRESS``, ``GAN_JAX_NUM_PROCESSES`` and ``GAN_JAX_PROCESS_ID``; each
+process runs the same command; tests/test_multiprocess.py runs 2 processes on one machine): call
 :func:`maybe_initialize_distributed` first (``gan_jax.train`` does), then ``jax.devices()``
 lists the chips of all hosts and :func:`data_mesh` spans them. Input feeding: every host
 loads the (small) training set and places it replicated on its own chips; the minibatch
@@ -45,6 +47,10 @@ DATA_AXIS = "data"
 
 # Environment switch: "1" forces jax.distributed.initialize(), "0" disables it.
 DISTRIBUTED_ENV = "GAN_JAX_DISTRIBUTED"
+# A hand-made cluster (no Slurm, Open MPI or TPU metadata to detect): the number of processes
+# and this process's id, passed to jax.distributed.initialize() with JAX_COORDINATOR_ADDRESS.
+NUM_PROCESSES_ENV = "GAN_JAX_NUM_PROCESSES"
+PROCESS_ID_ENV = "GAN_JAX_PROCESS_ID"
 
 
 def data_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
@@ -99,7 +105,9 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 def _replicate_from_host(x: Any, sharding: NamedSharding) -> jax.Array:
     if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        return jax.device_put(x, sharding)  # Typed keys have no numpy form; JAX checks equality.
+        # A typed key travels as its raw uint32 data and is wrapped again on the mesh.
+        data = _replicate_from_host(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
     value = np.asarray(x)
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
@@ -183,6 +191,7 @@ def maybe_initialize_distributed() -> bool:
     reason = multihost_reason()
     if reason is None or jax.distributed.is_initialized():
         return False
+    kwargs = process_arguments()
     from jax._src import xla_bridge  # Only to turn JAX's error into an actionable one.
 
     if xla_bridge.backends_are_initialized():
@@ -191,5 +200,36 @@ def maybe_initialize_distributed() -> bool:
             "process, so jax.distributed.initialize() can no longer run. Call "
             "gan_jax.training.parallel.maybe_initialize_distributed() before any other JAX call, or set "
             f"{DISTRIBUTED_ENV}=0 to run this process on its own devices only.")
-    jax.distributed.initialize()
+    jax.distributed.initialize(**kwargs)
     return True
+
+
+def process_arguments(environ: Mapping[str, str] = os.environ) -> dict:
+    """``num_processes`` and ``process_id`` for ``jax.distributed.initialize`` from
+    ``GAN_JAX_NUM_PROCESSES`` and ``GAN_JAX_PROCESS_ID`` (both or neither), else ``{}`` (JAX
+    detects them on TPU slices, Slurm and Open MPI).
+
+    A hand-made cluster, e.g. two GPU machines or, as tests/test_multiprocess.py does, two
+    processes on one machine, sets on every process ``JAX_COORDINATOR_ADDRESS=host:port`` (of
+    process 0), ``GAN_JAX_NUM_PROCESSES=N`` and its own ``GAN_JAX_PROCESS_ID`` in 0..N-1.
+
+    Raises:
+      ValueError: only one of the two is set, or they are not integers with 0 <= id < N.
+    """
+    num, pid = environ.get(NUM_PROCESSES_ENV), environ.get(PROCESS_ID_ENV)
+    if num is None and pid is None:
+        return {}
+    if num is None or pid is None:
+        missing = NUM_PROCESSES_ENV if num is None else PROCESS_ID_ENV
+        given = PROCESS_ID_ENV if num is None else NUM_PROCESSES_ENV
+        raise ValueError(f"{given} is set but {missing} is not: a hand-made cluster sets both "
+                         "(the number of processes, and this process's id from 0).")
+    try:
+        num_processes, process_id = int(num), int(pid)
+    except ValueError:
+        raise ValueError(f"{NUM_PROCESSES_ENV}={num!r} and {PROCESS_ID_ENV}={pid!r} must be "
+                         "integers") from None
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+        raise ValueError(f"{PROCESS_ID_ENV}={process_id} must be in 0..{num_processes - 1} "
+                         f"({NUM_PROCESSES_ENV}={num_processes})")
+    return {"num_processes": num_processes, "process_id": process_id}

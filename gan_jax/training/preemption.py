@@ -9,9 +9,11 @@ and ends bitwise identical to an uninterrupted run. Further signals while stoppi
 and ignored, so a second Ctrl-C cannot interrupt the save (which is atomic anyway: see
 :mod:`gan_jax.training.checkpoint`).
 
-On several processes (multi-host) the processes agree on the stop: each step, every process
-contributes its flag and all stop at the same step if any one was signalled, so they write the
-same checkpoint together.
+On several processes (multi-host) the processes agree on the stop: at every ``log_every``-th
+step (where the host waits for the step's metrics anyway; an agreement is a collective that
+waits for the step) every process contributes its flag, and all stop at that step if any one
+was signalled, so they write the same checkpoint together (tests/test_multiprocess.py signals
+one of two processes). A scheduler that signals every process works the same way.
 """
 
 from __future__ import annotations
