@@ -37,8 +37,11 @@ WRITE_EVENTS = ("os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", 
                 "shutil.rmtree", "shutil.copyfile", "os.link", "os.symlink")
 
 
+ARCH = "dcgan"  # DCGAN-28: BatchNorm in G and D across devices; 10x the thesis GAN's speed here
+
+
 def config(data_dir, **kwargs):
-    return gan_jax.Config(batch_size=8, eval_every=0, data_dir=data_dir, **kwargs)
+    return gan_jax.Config(arch=ARCH, batch_size=8, eval_every=0, data_dir=data_dir, **kwargs)
 
 
 def train_config(data_dir, workdir):
