@@ -30,6 +30,7 @@ import jax
 from absl import app, flags
 
 import gan_jax
+from gan_jax.models import layers
 from gan_jax.benchmark import (QUIET_CORES, SweepTimer, TrainStepTimer, cpu_model, interleave,
                                matmul_gflops, random_images, step_flops)
 
@@ -111,6 +112,8 @@ def format_table(report: dict, descriptions: dict) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.layers is not None:
+        layers.set_layer_form(FLAGS.layers)
     config = gan_jax.Config(objective=FLAGS.objective, arch=FLAGS.arch,
                             batch_size=FLAGS.batch_size, disc_steps=FLAGS.disc_steps,
                             latent_dim=FLAGS.latent_dim)
@@ -121,6 +124,7 @@ def main(argv):
 
     timers = {"jax": TrainStepTimer(config, images=images)}
     descriptions = {"jax": f"JAX {jax.__version__} jit on {jax.devices()[0].platform}, "
+                           f"{layers.resolved_form()} layer forms, "
                            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"}
     if use_torch:
         if not _torch_available():

@@ -47,11 +47,23 @@ def _final_state(workdir, config):
     ("--prior=cauchy", "<normal|uniform>"),
     ("--game=cycle", "<began|classic>"),
     ("--arch=resnet", "<began|began_reference|dcgan|dcgan32|dcgan64|goodfellow_mlp|mlp|thesis|thesis_plain>"),
+    ("--layers=cudnn", "<auto|cpu|native>"),
 ])
 def test_unknown_flag_values_list_the_valid_ones(flag, valid):
     result = _run("experiments.mnist", flag)
     assert result.returncode != 0
     assert valid in result.stderr
+
+
+def test_a_bad_layers_variable_is_refused_before_anything_runs(tmp_path):
+    env = dict(os.environ, GAN_JAX_LAYERS="fast")
+    result = subprocess.run([sys.executable, "-m", "experiments.mnist",
+                             f"--workdir={tmp_path / 'w'}"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 1
+    assert "error: GAN_JAX_LAYERS='fast' is not a layer form; valid: auto, cpu, native" in (
+        result.stderr)
+    assert not (tmp_path / "w").exists()
 
 
 def test_missing_data_names_the_file(tmp_path):

@@ -173,3 +173,77 @@ def test_dcgan_discriminator_uses_the_fast_conv_with_flax_parameter_paths():
         "BatchNorm_0", "BatchNorm_1", "BatchNorm_2", "Conv_0", "Conv_1", "Conv_2", "Conv_3",
         "Conv_4"]
     assert variables["params"]["Conv_1"]["kernel"].shape == (4, 4, 64, 128)
+
+
+# --- The layer forms: XLA:CPU formulations ("cpu") vs XLA's own convolutions ("native") ---
+
+
+def test_layer_form_resolution(monkeypatch):
+    monkeypatch.delenv(layers.LAYERS_ENV, raising=False)
+    assert layers.configured_form() == "auto"
+    assert layers.resolved_form("cpu") == "cpu"
+    assert layers.resolved_form("gpu") == layers.resolved_form("tpu") == "native"
+    assert layers.resolved_form() == "cpu"  # this machine
+    monkeypatch.setenv(layers.LAYERS_ENV, "native")
+    assert layers.resolved_form("cpu") == "native"
+    with layers.layer_form("cpu"):  # the flag wins over the variable
+        assert layers.resolved_form("gpu") == "cpu"
+        with layers.layer_form("auto"):  # "auto" forced defers to the variable
+            assert layers.resolved_form("cpu") == "native"
+    assert layers.resolved_form("tpu") == "native"
+    monkeypatch.setenv(layers.LAYERS_ENV, "cudnn")
+    with pytest.raises(ValueError, match=r"GAN_JAX_LAYERS='cudnn' .* valid: auto, cpu, native"):
+        layers.configured_form()
+    with pytest.raises(ValueError, match="valid: auto, cpu, native"):
+        layers.set_layer_form("fast")
+
+
+def _module_grads(module, x, form):
+    """Output, parameter and input gradients of ``module`` under ``form``, plus whether the
+    traced function holds a custom VJP (the CPU forms have one, the native ones do not)."""
+    params = module.init(jax.random.key(0), x)
+    with layers.layer_form(form):
+        f = lambda p, x: module.apply(p, x)  # noqa: E731 (a fresh function: a fresh trace)
+        y = f(params, x)
+        cot = normal(7, y.shape)
+        loss = lambda p, x: jnp.sum(f(p, x) * cot)  # noqa: E731
+        grads = jax.grad(loss, (0, 1))(params, x)
+        custom = "custom_vjp" in str(jax.make_jaxpr(loss)(params, x))
+    return y, grads, custom
+
+
+@pytest.mark.parametrize("module,shape", [
+    (layers.ConvTranspose(32, 4, 2, 1), (2, 7, 7, 16)),   # sub-pixel form (>= 16 outputs)
+    (layers.ConvTranspose(1, 4, 2, 1), (2, 14, 14, 8)),   # col2im form (image layer)
+    (layers.ConvTranspose(3, 5, 2, 2), (2, 4, 4, 2)),     # generic adjoint
+    (layers.Conv(8, 5, 1, 0), (2, 12, 12, 1)),            # col2im input gradient (thesis D 1)
+    (layers.Conv(16, 5, 1, 0), (2, 8, 8, 8)),             # row-form input gradient (thesis D 2)
+    (layers.Conv(16, 4, 2, 1), (2, 8, 8, 8)),             # sub-pixel input gradient (DCGAN D)
+])
+def test_native_form_is_the_same_function(module, shape):
+    x = normal(6, shape)
+    y_cpu, g_cpu, custom_cpu = _module_grads(module, x, "cpu")
+    y_nat, g_nat, custom_nat = _module_grads(module, x, "native")
+    assert custom_cpu and not custom_nat  # each path really ran
+    np.testing.assert_allclose(y_nat, y_cpu, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(g_cpu), jax.tree.leaves(g_nat)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(np.abs(a).max()))
+
+
+@pytest.mark.parametrize("arch", ["thesis", "dcgan"])
+def test_architectures_have_one_parameter_tree_for_both_forms(arch):
+    """A checkpoint trained in one form restores and computes the same images in the other."""
+    from gan_jax.models.architectures import get_architecture
+
+    a = get_architecture(arch)
+    g = a.generator()
+    z = normal(8, (2, 100 if arch == "dcgan" else 96))
+    out = {}
+    for form in ("cpu", "native"):
+        with layers.layer_form(form):
+            variables = g.init(jax.random.key(1), z, train=False)
+            out[form] = (variables, g.apply(variables, z, train=False))
+    assert jax.tree.structure(out["cpu"][0]) == jax.tree.structure(out["native"][0])
+    for a_, b_ in zip(jax.tree.leaves(out["cpu"][0]), jax.tree.leaves(out["native"][0])):
+        np.testing.assert_array_equal(a_, b_)  # same shapes and initial values
+    np.testing.assert_allclose(out["native"][1], out["cpu"][1], rtol=1e-5, atol=1e-5)

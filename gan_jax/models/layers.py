@@ -20,12 +20,22 @@ kernel of the strided convolution being transposed (PyTorch's ``ConvTranspose2d.
 ``[in, out, kh, kw]``, the same numbers permuted). ``tests/test_layers.py`` checks outputs and
 gradients against ``nn.ConvTranspose`` with the equivalent (flipped, transposed) kernel, and
 ``Conv`` against ``nn.Conv``.
+
+These forms are tuned for XLA:CPU. On GPU and TPU, whose convolution libraries (cuDNN, the TPU's
+MXU lowering) handle XLA's plain convolution and transposed convolution natively, the modules
+compute those instead (``native`` form: the same parameters and function, XLA's own autodiff).
+:func:`resolved_form` picks: :func:`set_layer_form` (the command lines' ``--layers``) over the
+``GAN_JAX_LAYERS`` environment variable (``auto``, ``cpu`` or ``native``) over the backend
+(``cpu`` forms on XLA:CPU, ``native`` elsewhere). The choice is read when a function is traced:
+set it before the first call of a jitted step (a cached trace keeps the form it was traced with).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Callable
+import os
+from typing import Callable, Iterator, Optional
 
 import flax.linen as nn
 import jax
@@ -34,6 +44,53 @@ import numpy as np
 from jax import lax
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
+
+# The layer forms: "cpu" (the formulations below, with their own VJPs), "native" (XLA's
+# convolution and transposed convolution, XLA's autodiff), "auto" (by backend).
+FORMS = ("auto", "cpu", "native")
+LAYERS_ENV = "GAN_JAX_LAYERS"
+_forced: Optional[str] = None
+
+
+def _check_form(form: str, where: str) -> str:
+    if form not in FORMS:
+        raise ValueError(f"{where}={form!r} is not a layer form; valid: {', '.join(FORMS)}")
+    return form
+
+
+def set_layer_form(form: Optional[str]) -> None:
+    """Forces ``form`` ("auto", "cpu" or "native") for every function traced from now on, over
+    ``GAN_JAX_LAYERS``; ``None`` removes the setting."""
+    global _forced
+    _forced = None if form is None else _check_form(form, "layer form")
+
+
+@contextlib.contextmanager
+def layer_form(form: Optional[str]) -> Iterator[None]:
+    """:func:`set_layer_form` for the body of a ``with`` block (trace inside it)."""
+    previous = _forced
+    set_layer_form(form)
+    try:
+        yield
+    finally:
+        set_layer_form(previous)
+
+
+def configured_form() -> str:
+    """The form asked for, before "auto" is resolved: the forced one, else ``GAN_JAX_LAYERS``
+    (checked: a ValueError lists the valid values), else "auto". Needs no JAX backend."""
+    if _forced not in (None, "auto"):
+        return _forced
+    return _check_form(os.environ.get(LAYERS_ENV, "auto") or "auto", LAYERS_ENV)
+
+
+def resolved_form(backend: Optional[str] = None) -> str:
+    """"cpu" or "native": :func:`configured_form`, with "auto" resolved by ``backend`` (default
+    ``jax.default_backend()``): the CPU forms on XLA:CPU, the native ones elsewhere."""
+    form = configured_form()
+    if form == "auto":
+        form = "cpu" if (backend or jax.default_backend()) == "cpu" else "native"
+    return form
 
 
 def _strided_conv(y: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
@@ -156,6 +213,16 @@ def conv_transpose_adjoint(x: jax.Array, kernel: jax.Array, stride: int, padding
     shape = jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, stride, padding), x.dtype)
     (y,) = jax.linear_transpose(lambda y: _strided_conv(y, kernel, stride, padding), shape)(x)
     return y
+
+
+def native_conv_transpose(x: jax.Array, kernel: jax.Array, stride: int, padding: int
+                          ) -> jax.Array:
+    """:func:`conv_transpose` as XLA's transposed convolution (``lax.conv_transpose``, an
+    input-dilated convolution) with XLA's autodiff: the ``native`` form."""
+    k = kernel.shape[0]
+    pad = ((k - 1 - padding, k - 1 - padding),) * 2
+    return lax.conv_transpose(x, kernel, (stride, stride), pad, dimension_numbers=_DIMS,
+                              transpose_kernel=True)
 
 
 def _conv_transpose_fwd(x, kernel, stride, padding):
@@ -292,8 +359,9 @@ def _apply_with_bias(module: nn.Module, conv: Callable, x: jax.Array,
 
 class Conv(nn.Module):
     """``nn.Conv(features, (k, k), (s, s), padding=((p, p), (p, p)))`` computed by
-    :func:`strided_conv`: the same parameters (and, named ``Conv``, the same parameter paths
-    and initial values), the same forward convolution, a faster input gradient."""
+    :func:`strided_conv` (the ``cpu`` form): the same parameters (and, named ``Conv``, the same
+    parameter paths and initial values), the same forward convolution, a faster input gradient
+    on XLA:CPU. The ``native`` form is that convolution with XLA's autodiff."""
 
     features: int
     kernel_size: int = 4
@@ -306,11 +374,13 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
-        return _apply_with_bias(self, strided_conv, x, (k, k, x.shape[-1], self.features))
+        conv = strided_conv if resolved_form() == "cpu" else _strided_conv
+        return _apply_with_bias(self, conv, x, (k, k, x.shape[-1], self.features))
 
 
 class ConvTranspose(nn.Module):
-    """``ConvTranspose2d(in, features, kernel_size, stride, padding)`` with a bias, NHWC.
+    """``ConvTranspose2d(in, features, kernel_size, stride, padding)`` with a bias, NHWC:
+    :func:`conv_transpose` (the ``cpu`` form) or :func:`native_conv_transpose` (``native``).
 
     Attributes:
       features: output channels.
@@ -330,7 +400,8 @@ class ConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
-        return _apply_with_bias(self, conv_transpose, x, (k, k, self.features, x.shape[-1]))
+        conv = conv_transpose if resolved_form() == "cpu" else native_conv_transpose
+        return _apply_with_bias(self, conv, x, (k, k, self.features, x.shape[-1]))
 
 
 def flax_kernel_to_transpose_kernel(flax_kernel: jax.Array) -> jax.Array:

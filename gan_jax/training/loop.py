@@ -46,7 +46,7 @@ from absl import logging
 
 from gan_jax import data as data_lib
 from gan_jax import plotting
-from gan_jax.models import conditional
+from gan_jax.models import conditional, layers
 from gan_jax.training import parallel, sampling
 from gan_jax.metrics import scoring
 from gan_jax.training.checkpoint import Checkpointer
@@ -252,6 +252,7 @@ def train(config: Config, images: Optional[np.ndarray] = None,
     if not config.workdir:
         raise ValueError("train() needs config.workdir")
     check_writable_folder(config.workdir, "workdir")
+    layers.configured_form()  # a bad $GAN_JAX_LAYERS is refused before anything runs
     parallel.maybe_initialize_distributed()  # Multi-host slices only; before any JAX call.
     if jax.process_index() == 0:  # Others only read it (and take part in the checkpoints).
         os.makedirs(config.workdir, exist_ok=True)
@@ -270,6 +271,8 @@ def _train(config: Config, images: Optional[np.ndarray], labels: Optional[np.nda
         logging.info("Data parallel over %d %s devices (%d per device of the batch of %d)",
                      mesh.size, jax.devices()[0].platform, config.batch_size // mesh.size,
                      config.batch_size)
+    logging.info("Convolutions in their %s form on %s (--layers / $%s)", layers.resolved_form(),
+                 jax.default_backend(), layers.LAYERS_ENV)
     config_path = os.path.join(config.workdir, "config.json")
     if os.path.exists(config_path):
         check_resumable(load_config(config_path), config, config_path)
