@@ -71,6 +71,12 @@ flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps between che
 flags.DEFINE_integer("eval_every", _D.eval_every, "Steps between evaluations (FD, classifier "
                      "score, classes covered; see experiments.evaluate); 0 turns them off.")
 flags.DEFINE_integer("eval_samples", _D.eval_samples, "Generated images per evaluation.")
+flags.DEFINE_integer("steps_per_call", _D.steps_per_call, "Training steps per compiled call (a "
+                     "lax.scan; the same run bit for bit). Pays on accelerators; the "
+                     "reporting intervals must be multiples of it.")
+flags.DEFINE_enum("compute_dtype", _D.compute_dtype, list(gan_jax.config.COMPUTE_DTYPES),
+                  "Arithmetic of the training passes; parameters, optimiser state and "
+                  "BatchNorm statistics stay float32.")
 
 FLAGS = flags.FLAGS
 

@@ -32,11 +32,12 @@ from typing import Any, Optional
 # train and how often to report. Everything else defines the computation and must match.
 RESUMABLE_FIELDS = frozenset(
     {"workdir", "data_dir", "num_steps", "log_every", "sample_every", "checkpoint_every",
-     "eval_every", "eval_samples"})
+     "eval_every", "eval_samples", "steps_per_call"})
 # Fields that never enter a compiled function (the seed only makes the keys passed to it).
 _NOT_COMPILED = RESUMABLE_FIELDS | {"seed"}
 
 OPTIMIZERS = ("adam", "rmsprop")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # Level 1 of the defaults (the thesis GAN); see the module docstring.
 BASE_DEFAULTS = {"latent_dim": 96, "batch_size": 128, "disc_steps": 1, "optimizer": "adam",
                  "learning_rate": 1e-3, "b1": 0.5, "b2": 0.999, "d_activation": "leaky_relu"}
@@ -103,6 +104,12 @@ class Config:
     checkpoint_every: int = 500
     eval_every: int = 500  # 0: no evaluation during training
     eval_samples: int = 2000
+    # Training steps per compiled call (a lax.scan; bitwise the same run). The reporting
+    # intervals must be multiples of it.
+    steps_per_call: int = 1
+    # The dtype of the training passes' arithmetic; parameters, optimiser state and BatchNorm
+    # statistics stay float32 ("bfloat16": mixed precision).
+    compute_dtype: str = "float32"
     # Names of the defaulted fields the caller set (not part of equality, hash or JSON).
     explicit: frozenset = dataclasses.field(default=frozenset(), init=False, compare=False,
                                             repr=False)
@@ -175,9 +182,17 @@ class Config:
 
     def _validate(self) -> None:
         for name in ("latent_dim", "batch_size", "disc_steps", "log_every", "sample_every",
-                     "checkpoint_every"):
+                     "checkpoint_every", "steps_per_call"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("log_every", "sample_every", "checkpoint_every", "eval_every"):
+            if getattr(self, name) % self.steps_per_call:
+                raise ValueError(f"{name}={getattr(self, name)} must be a multiple of "
+                                 f"steps_per_call={self.steps_per_call} (outputs are written "
+                                 "between compiled calls)")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"Unknown compute_dtype {self.compute_dtype!r}; valid: "
+                             f"{list(COMPUTE_DTYPES)}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0 (0 turns evaluation off), got "
                              f"{self.eval_every}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Protocol
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from gan_jax import data as data_lib
@@ -152,18 +153,35 @@ class LatentGeneratorGame:
         return self.generator.apply(variables, *inputs, train=False)
 
 
-def apply_train(module, params, batch_stats, x, dropout_key=None, labels=None):
+def cast_floats(tree: Any, dtype: Any) -> Any:
+    """``tree`` with its floating-point leaves cast to ``dtype`` (integer leaves kept)."""
+    return jax.tree.map(
+        lambda v: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v, tree)
+
+
+def apply_train(module, params, batch_stats, x, dropout_key=None, labels=None, *,
+                dtype=jnp.float32):
     """Train-mode forward; returns (output, new batch_stats) (``{}`` stays ``{}``).
 
     ``dropout_key`` feeds the ``'dropout'`` stream of networks with dropout (unused otherwise).
     ``labels``: the class labels of a conditional network (None: unconditional).
+    ``dtype``: the arithmetic's dtype. bfloat16 is mixed precision: the (float32) parameters
+    and ``x`` are cast to it for the pass (so gradients flow back to the float32 parameters),
+    the output comes back as float32, and BatchNorm statistics stay float32 (Flax computes
+    them in float32).
     """
+    mixed = jnp.dtype(dtype) != jnp.float32
+    if mixed:
+        params, x = cast_floats(params, dtype), x.astype(dtype)
     rngs = None if dropout_key is None else {"dropout": dropout_key}
     inputs = (x,) if labels is None else (x, labels)
     if not batch_stats:
-        return module.apply({"params": params}, *inputs, train=True, rngs=rngs), batch_stats
+        out = module.apply({"params": params}, *inputs, train=True, rngs=rngs)
+        return (out.astype(jnp.float32) if mixed else out), batch_stats
     out, updates = module.apply({"params": params, "batch_stats": batch_stats}, *inputs,
                                 train=True, mutable=["batch_stats"], rngs=rngs)
+    if mixed:
+        return out.astype(jnp.float32), cast_floats(updates["batch_stats"], jnp.float32)
     return out, updates["batch_stats"]
 
 

@@ -116,6 +116,7 @@ class BEGAN(base.LatentGeneratorGame):
     batch_size: int
     ema: Optional[ema_lib.GeneratorEMA] = None
     num_classes: Optional[int] = None  # unconditional only
+    compute_dtype: Any = jnp.float32  # of the training passes (base.apply_train)
     max_batches_per_step: int = 1
     progress = (("d_loss", "d_loss"), ("g_loss", "g_loss"), ("k", "k"),
                 ("m_global", "M_global"))
@@ -152,7 +153,8 @@ class BEGAN(base.LatentGeneratorGame):
 
 
 def _reconstruct(game: BEGAN, d_params: Any, images: jax.Array) -> jax.Array:
-    return game.discriminator.apply({"params": d_params}, images)
+    return base.apply_train(game.discriminator, d_params, {}, images,
+                            dtype=game.compute_dtype)[0]
 
 
 def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Batches
@@ -164,7 +166,7 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
     real = batches.shard(real)
     fake, g_batch_stats = base.apply_train(
         game.generator, state.g_params, state.g_batch_stats,
-        batches.shard(game.sample_z(d_key, real.shape[0])))
+        batches.shard(game.sample_z(d_key, real.shape[0])), dtype=game.compute_dtype)
     fake = jax.lax.stop_gradient(fake)
 
     def d_loss_fn(d_params):
@@ -179,7 +181,8 @@ def began_step(game: BEGAN, state: BEGANState, key: jax.Array, batches: base.Bat
     z = batches.shard(game.sample_z(g_key, batches.batch_size))
 
     def g_loss_fn(g_params):
-        fake, stats = base.apply_train(game.generator, g_params, g_batch_stats, z)
+        fake, stats = base.apply_train(game.generator, g_params, g_batch_stats, z,
+                                       dtype=game.compute_dtype)
         return reconstruction_loss(fake, _reconstruct(game, d_params, fake)), stats
 
     (g_loss, g_batch_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
@@ -221,6 +224,7 @@ def build_began(config: Config, learning_rate: Optional[Any] = None) -> BEGAN:
         batch_size=config.batch_size,
         ema=(ema_lib.GeneratorEMA(config.ema_decay, config.ema_warmup) if config.ema_decay
              else None),
+        compute_dtype=jnp.dtype(config.compute_dtype),
     )
 
 

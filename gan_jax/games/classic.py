@@ -67,6 +67,7 @@ class GAN(base.LatentGeneratorGame):
     batch_size: int = 128
     wgan_warmup: bool = False
     ema: Optional[ema_lib.GeneratorEMA] = None  # generator averaging; None: off
+    compute_dtype: Any = jnp.float32  # of the training passes (base.apply_train)
 
     def sample_labels(self, key: jax.Array, num: int) -> Optional[jax.Array]:
         """``[num]`` uniform class labels for a conditional pair; None for an unconditional one."""
@@ -172,6 +173,7 @@ def build_gan(config: Config, learning_rate: Optional[Any] = None) -> GAN:
         batch_size=config.batch_size,
         wgan_warmup=config.wgan_warmup,
         ema=ema_lib.GeneratorEMA(config.ema_decay, config.ema_warmup) if config.ema_decay else None,
+        compute_dtype=jnp.dtype(config.compute_dtype),
     )
 
 

@@ -56,16 +56,16 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
     if labels is not None:
         labels = _shard_batch(labels, batch_sharding)
     z = _shard_batch(gan.sample_z(key, real.shape[0]), batch_sharding)
-    fake, g_batch_stats = apply_train(gan.generator, state.g_params, state.g_batch_stats, z,
+    fake, g_batch_stats = _apply(gan, gan.generator, state.g_params, state.g_batch_stats, z,
                                  labels=labels)
     fake = jax.lax.stop_gradient(fake)
     dropout_real, dropout_fake = _dropout_keys(key, 2)
     objective = gan.objective
 
     def loss_fn(d_params):
-        real_logits, d_stats = apply_train(gan.discriminator, d_params, state.d_batch_stats, real,
+        real_logits, d_stats = _apply(gan, gan.discriminator, d_params, state.d_batch_stats, real,
                                       dropout_real, labels)
-        fake_logits, d_stats = apply_train(gan.discriminator, d_params, d_stats, fake, dropout_fake,
+        fake_logits, d_stats = _apply(gan, gan.discriminator, d_params, d_stats, fake, dropout_fake,
                                       labels)
         loss = objective.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
         aux = {}
@@ -73,7 +73,7 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
             # The critic has no BatchNorm here (models.discriminator_for), so it is a
             # per-example function and the penalty's gradient rows are per-example gradients.
             # Conditional: real and fake share ``labels``, and so do their interpolates.
-            critic = lambda x: apply_train(gan.discriminator, d_params, d_stats, x,  # noqa: E731
+            critic = lambda x: _apply(gan, gan.discriminator, d_params, d_stats, x,  # noqa: E731
                                       jax.random.fold_in(key, 3), labels)[0]
             penalty, grad_norm = losses.gradient_penalty(
                 critic, real, fake, jax.random.fold_in(key, 2))
@@ -98,6 +98,11 @@ def discriminator_update(gan: GAN, state: GANState, real: jax.Array, key: jax.Ar
     return state, metrics
 
 
+def _apply(gan: GAN, module, *args, **kwargs):
+    """:func:`apply_train` in the game's compute dtype."""
+    return apply_train(module, *args, dtype=gan.compute_dtype, **kwargs)
+
+
 def _mean_output(objective, logits: jax.Array) -> jax.Array:
     """Mean D(x) as a probability (sigmoid of the logits), or the critic's mean raw score."""
     return jnp.mean(jax.nn.sigmoid(logits) if objective.probabilistic else logits)
@@ -119,9 +124,9 @@ def generator_update(gan: GAN, state: GANState, batch_size: int, key: jax.Array,
 
     def loss_fn(g_params):
         # Fakes are made inside the differentiated function, so gradients reach G.
-        fake, g_stats = apply_train(gan.generator, g_params, state.g_batch_stats, z, labels=labels)
+        fake, g_stats = _apply(gan, gan.generator, g_params, state.g_batch_stats, z, labels=labels)
         # D's statistics from this pass are discarded: D is only trained in its own step.
-        fake_logits, _ = apply_train(gan.discriminator, state.d_params, state.d_batch_stats, fake,
+        fake_logits, _ = _apply(gan, gan.discriminator, state.d_params, state.d_batch_stats, fake,
                                 _dropout_keys(key, 1)[0], labels)
         return gan.objective.generator_loss(fake_logits=fake_logits), (g_stats, fake_logits)
 

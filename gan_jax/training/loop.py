@@ -144,7 +144,7 @@ class _Outputs:
         self.rows = _read_metrics(self.metrics_path, start_step)
         if self.writer:
             _write_metrics(self.metrics_path, self.rows)  # Drop rows past the restored step.
-        self.pending: list[tuple[int, dict]] = []
+        self.pending: list[tuple[int, dict, Optional[int]]] = []
         self.game = gan = build_game(config)
         self.fixed_labels = None
         if gan.num_classes is None:
@@ -158,8 +158,9 @@ class _Outputs:
         if mesh is not None:
             self.fixed_z = parallel.replicate(self.fixed_z, mesh)
 
-    def record(self, step: int, metrics: dict) -> None:
-        self.pending.append((step, metrics))
+    def record(self, step: int, metrics: dict, index: Optional[int] = None) -> None:
+        """Step ``step``'s metrics: ``metrics``, or row ``index`` of stacked metrics."""
+        self.pending.append((step, metrics, index))
 
     def flush(self, evaluate: Optional[Any] = None) -> None:
         """Fetches pending device metrics (one transfer), appends them, stops on NaN/inf.
@@ -169,9 +170,10 @@ class _Outputs:
         """
         if not self.pending:
             return
-        fetched = jax.device_get([m for _, m in self.pending])
-        new_rows = [{"step": s, **{k: float(v) for k, v in m.items()}}
-                    for (s, _), m in zip(self.pending, fetched)]
+        # (A call's stacked metrics, listed once per step, are transferred once.)
+        fetched = jax.device_get([m for _, m, _ in self.pending])
+        new_rows = [{"step": s, **{k: float(v if i is None else v[i]) for k, v in m.items()}}
+                    for (s, _, i), m in zip(self.pending, fetched)]
         self.pending = []
         bad = next((row for row in new_rows if not all(math.isfinite(v) for v in row.values())),
                    None)
@@ -306,17 +308,34 @@ def _train(config: Config, images: Optional[np.ndarray], labels: Optional[np.nda
     if start == 0:
         outputs.samples(state, 0)
     train_step = make_train_step(config, images, mesh=mesh, labels=labels)
+    n = config.steps_per_call
+    # N steps per call: from a multiple of N (the reporting intervals are multiples of N, so
+    # they fall between calls); single steps before the first and after the last whole call.
+    train_steps = (make_train_step(config, images, mesh=mesh, labels=labels, steps_per_call=n)
+                   if n > 1 and config.num_steps - start >= n else None)
 
-    logging.info("Training %s/%s from step %d to %d", config.arch,
-                 config.objective or config.game, start, config.num_steps)
+    logging.info("Training %s/%s from step %d to %d%s", config.arch,
+                 config.objective or config.game, start, config.num_steps,
+                 f", {n} steps per call" if train_steps else "")
     t_window, s_window = time.time(), start
+    in_call, metrics = 0, None  # steps of the current call still to record after this one
     for step in range(start + 1, config.num_steps + 1):
-        state, metrics = train_step(state, train_key)
-        outputs.record(step, metrics)
+        if in_call:
+            in_call -= 1
+            outputs.record(step, metrics, n - 1 - in_call)
+        elif train_steps is not None and (step - 1) % n == 0 and step - 1 + n <= config.num_steps:
+            state, metrics = train_steps(state, train_key)
+            outputs.record(step, metrics, 0)
+            in_call = n - 1
+        else:
+            state, metrics = train_step(state, train_key)
+            outputs.record(step, metrics)
         if step == start + 1:  # Exclude compilation from the speed figures.
             jax.block_until_ready(metrics)
-            logging.info("First step (compile + run) took %.1f s", time.time() - t_window)
+            logging.info("First call (compile + run) took %.1f s", time.time() - t_window)
             t_window, s_window = time.time(), step
+        if in_call:  # ``state`` is already at the end of the call: nothing to report yet
+            continue
         last = step == config.num_steps
         log = step % config.log_every == 0 or last
         draw = step % config.sample_every == 0 or last

@@ -105,16 +105,51 @@ _train_step = jax.jit(_step_body, static_argnums=0)
 _train_step_donating = jax.jit(_step_body, static_argnums=0, donate_argnums=1)
 
 
+def scan_steps(step: Callable[[Any], tuple[Any, Metrics]], state: Any, num_steps: int,
+               unroll: int = 1) -> tuple[Any, Metrics]:
+    """``num_steps`` iterations of ``step(state) -> (state, metrics)`` as one ``lax.scan``:
+    the final state and the metrics stacked along a leading axis of ``num_steps``.
+
+    The loop stays rolled (``unroll=1``), which keeps each iteration's arithmetic that of a
+    single step (bitwise for dense networks on XLA:CPU, tests/test_throughput.py). XLA:CPU
+    runs the convolutions of a rolled loop body with its naive fallback (jax-ml/jax#12868):
+    thesis GAN 5.45 -> 0.17 steps/s at 10 steps per call on the 2-core CPU, and its results
+    then differ from single steps at float32 rounding. Unrolled (``unroll=num_steps``) it ran
+    at 5.37 steps/s, but XLA then fuses across iterations and the run is no longer bitwise.
+    So on the CPU keep one step per call (the default).
+    """
+    return jax.lax.scan(lambda s, _: step(s), state, None, length=num_steps, unroll=unroll)
+
+
+def _steps_body(config: Config, num_steps: int, state: Any, key: jax.Array, images: jax.Array,
+                labels: Optional[jax.Array], epoch_orders: data_lib.EpochOrders
+                ) -> tuple[Any, Metrics]:
+    return scan_steps(lambda s: _step_body(config, s, key, images, labels, epoch_orders), state,
+                      num_steps)
+
+
+_train_steps = jax.jit(_steps_body, static_argnums=(0, 1))
+_train_steps_donating = jax.jit(_steps_body, static_argnums=(0, 1), donate_argnums=2)
+
+
 @functools.lru_cache(maxsize=None)
-def _sharded_train_step(config: Config, mesh: jax.sharding.Mesh) -> Callable:
+def _sharded_train_step(config: Config, mesh: jax.sharding.Mesh, steps_per_call: int = 1
+                        ) -> Callable:
     """The step compiled for ``mesh``: replicated state, key, images and metrics; batches
-    sharded over ``"data"`` inside. Cached per (config, mesh), like ``_train_step`` per config."""
+    sharded over ``"data"`` inside. Cached per (config, mesh), like ``_train_step`` per config.
+    ``steps_per_call > 1``: that many steps in one ``lax.scan``, metrics stacked."""
     replicated = parallel.replicated(mesh)
     batch_sharding = parallel.batch_sharded(mesh)
 
-    def body(state, key, images, labels, epoch_orders):
+    def one(state, key, images, labels, epoch_orders):
         return train_step_fn(config, state, key, images, labels=labels,
                              batch_sharding=batch_sharding, epoch_orders=epoch_orders)
+
+    def body(state, key, images, labels, epoch_orders):
+        if steps_per_call == 1:
+            return one(state, key, images, labels, epoch_orders)
+        return scan_steps(lambda s: one(s, key, images, labels, epoch_orders), state,
+                          steps_per_call)
 
     return jax.jit(body, in_shardings=(replicated,) * 5,
                    out_shardings=(replicated, replicated),
@@ -122,9 +157,14 @@ def _sharded_train_step(config: Config, mesh: jax.sharding.Mesh) -> Callable:
 
 
 def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mesh] = None,
-                    labels: Any = None
+                    labels: Any = None, steps_per_call: int = 1
                     ) -> Callable[[Any, jax.Array], tuple[Any, Metrics]]:
     """Returns the compiled ``train_step(state, key) -> (state, metrics)``.
+
+    ``steps_per_call > 1``: each call runs that many iterations in one compiled ``lax.scan``
+    (bitwise the same states as as many single calls; tests/test_steps.py) and returns every
+    metric stacked, ``[steps_per_call]``. It saves a dispatch and a host round trip per step,
+    which pays on accelerators; on XLA:CPU the single step is as fast or faster (README, speed).
 
     Args:
       config: the run's configuration (static: bound before ``jax.jit``; runs that differ only
@@ -148,6 +188,8 @@ def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mes
     if images.shape[0] < config.batch_size:
         raise ValueError(
             f"batch_size {config.batch_size} exceeds the {images.shape[0]} training images")
+    if steps_per_call < 1:
+        raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
     static = config.computation()
     if labels is not None:
         labels = np.asarray(labels, np.int32)
@@ -155,10 +197,16 @@ def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mes
     if mesh is None:
         images = jnp.asarray(images, jnp.float32)
         labels = None if labels is None else jnp.asarray(labels)
-        compiled = _train_step_donating if donates_state() else _train_step
-        return EpochOrderedStep(
-            lambda state, key, orders: compiled(static, state, key, images, labels, orders),
-            static, images.shape[0], training_epoch_orders)
+        if steps_per_call == 1:
+            compiled = _train_step_donating if donates_state() else _train_step
+            call = lambda state, key, orders: compiled(  # noqa: E731
+                static, state, key, images, labels, orders)
+        else:
+            compiled = _train_steps_donating if donates_state() else _train_steps
+            call = lambda state, key, orders: compiled(  # noqa: E731
+                static, steps_per_call, state, key, images, labels, orders)
+        return EpochOrderedStep(call, static, images.shape[0], training_epoch_orders,
+                                steps_per_call=steps_per_call)
 
     parallel.check_batch_size(config.batch_size, mesh)
     # The whole training set is replicated on every device: MNIST is 188 MB as float32, and
@@ -172,10 +220,10 @@ def make_train_step(config: Config, images: Any, mesh: Optional[jax.sharding.Mes
     labels = None if labels is None else parallel.replicate(labels, mesh)
     replicated = parallel.replicated(mesh)
     orders_fn = jax.jit(training_epoch_orders, static_argnums=(2, 3), out_shardings=replicated)
-    sharded_step = _sharded_train_step(static, mesh)
+    sharded_step = _sharded_train_step(static, mesh, steps_per_call)
     return EpochOrderedStep(
         lambda state, key, orders: sharded_step(state, key, images, labels, orders),
-        static, images.shape[0], orders_fn)
+        static, images.shape[0], orders_fn, steps_per_call=steps_per_call)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -209,17 +257,21 @@ class EpochOrderedStep:
         :func:`gan_jax.data.epoch_orders` of ``data_key_of(key)`` (:func:`training_epoch_orders`;
         vmapped over the runs of a sweep).
       step_of: the generator step a state is at, as a Python int.
+      steps_per_call: the iterations one call of ``compiled`` runs (its orders cover them all).
     """
 
     def __init__(self, compiled: Callable, config: Config, num_examples: int,
-                 orders_fn: Callable, step_of: Callable[[Any], int] = lambda s: int(s.step)):
+                 orders_fn: Callable, step_of: Callable[[Any], int] = lambda s: int(s.step),
+                 steps_per_call: int = 1):
         self._compiled, self._config = compiled, config
         self._orders_fn, self._step_of = orders_fn, step_of
         self._num_examples = num_examples
         self._per_epoch = self._num_examples // config.batch_size
         self._game = build_game(config)
+        self.steps_per_call = steps_per_call
         self._num_epochs = data_lib.epochs_spanned(
-            self._game.max_batches_per_step, self._num_examples, config.batch_size)
+            self._game.max_batches_per_step * steps_per_call, self._num_examples,
+            config.batch_size)
         self._last_state: Optional[Any] = None
         self._next_step = 0
         self._key: Optional[jax.Array] = None
@@ -235,11 +287,13 @@ class EpochOrderedStep:
 
     def __call__(self, state: Any, key: jax.Array) -> tuple[Any, Metrics]:
         step = self._next_step if state is self._last_state else self._step_of(state)
-        first, count = (int(n) for n in self._game.batch_range(step))
+        first = int(self._game.batch_range(step)[0])
+        last_first, last_count = (int(n) for n in
+                                  self._game.batch_range(step + self.steps_per_call - 1))
         first_epoch = first // self._per_epoch
-        if (first + count - 1) // self._per_epoch - first_epoch >= self._num_epochs:
+        if (last_first + last_count - 1) // self._per_epoch - first_epoch >= self._num_epochs:
             raise AssertionError("a step draws from more epochs than were precomputed")
         orders = self._epoch_orders(key, first_epoch)
         state, metrics = self._compiled(state, key, orders)
-        self._last_state, self._next_step = state, step + 1
+        self._last_state, self._next_step = state, step + self.steps_per_call
         return state, metrics
